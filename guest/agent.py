@@ -1,0 +1,51 @@
+"""Entry point of the guest component (componentize-py's app module).
+
+Importing this module is the component's pre-initialisation: it runs once at
+build time with the stdlib mounted, collects that stdlib into memory, imports
+the modules most scripts need, and creates the session state. The resulting
+memory image is snapshotted into the component, so every instance starts
+from here without touching a filesystem.
+"""
+
+import os
+import sys
+
+from pushy_guest import importer
+
+_store = importer.StdlibStore()
+_store.collect(os.environ.get("PYTHONHOME", "/python"))
+importer.install(_store)
+
+# Pre-imported modules cost nothing per session (copy-on-write snapshot).
+# Modules that seed themselves from entropy at import (random, tempfile, uuid,
+# secrets) are left out: a snapshot would give every session the same seed.
+import ast, base64, bisect, collections, contextlib, copy, dataclasses  # noqa: E401,F401
+import datetime, decimal, enum, fractions, functools, heapq, inspect  # noqa: E401,F401
+import io, itertools, json, linecache, math, operator, pathlib, pprint  # noqa: E401,F401
+import re, string, struct, textwrap, time, traceback, typing, weakref  # noqa: E401,F401
+import unittest  # noqa: F401
+
+import wit_world
+from wit_world.imports.types import ErrorInfo, Reply_Error
+
+from pushy_guest.dispatch import Session, install_streams
+
+_session = Session()
+install_streams(_session)
+
+# Nothing of the build machine's environment or argv may reach a session.
+os.environ.clear()
+sys.argv = [""]
+
+# Prepared now: when memory is exhausted we may not be able to build it later.
+_FALLBACK = Reply_Error(ErrorInfo("builtins.MemoryError", ["builtins.Exception",
+                        "builtins.BaseException", "builtins.object"],
+                        "the guest failed while reporting an error", "", None))
+
+
+class WitWorld(wit_world.WitWorld):
+    def dispatch(self, op):
+        try:
+            return _session.dispatch(op)
+        except BaseException:  # noqa: BLE001 - the one top-level catch of this export
+            return _FALLBACK

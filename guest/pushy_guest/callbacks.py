@@ -1,0 +1,78 @@
+"""Callables that live on the local side.
+
+Calling one asks the host (`call_local`). The component model forbids the
+host to re-enter the guest while it waits, so the host answers either with
+the callback's result or with a nested request, which we dispatch here and
+hand back through `resume` before asking again: a trampoline.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable
+
+from wit_world.imports import host
+from wit_world.imports.types import Inbound_Done, ReleaseEntry, Reply_Ok
+
+
+class CallbackError(Exception):
+    """The local side's callback failed; the message says how."""
+
+
+class LocalCallable:
+    __slots__ = ("_id", "_proxies", "_received", "__weakref__")
+
+    def __init__(self, callback_id: int, proxies: "CallbackProxies") -> None:
+        self._id = callback_id
+        self._proxies = proxies
+        # How many times the local side sent this id; released together.
+        self._received = [0]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._proxies.call(self._id, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<local callback {self._id}>"
+
+
+class CallbackProxies:
+    """One proxy per local callback id; released to the local side in batches."""
+
+    def __init__(self) -> None:
+        self._live: "weakref.WeakValueDictionary[int, LocalCallable]" = weakref.WeakValueDictionary()
+        self._released: list[ReleaseEntry] = []
+        # Set by dispatch: (encode, encode_kwargs, decode, dispatch_op, flush_output).
+        self.encode_args: Callable[[tuple], list] = None  # type: ignore[assignment]
+        self.encode_kwargs: Callable[[dict], list] = None  # type: ignore[assignment]
+        self.decode: Callable[[list], Any] = None  # type: ignore[assignment]
+        self.dispatch: Callable[[Any], Any] = None  # type: ignore[assignment]
+        self.before_call: Callable[[], None] = None  # type: ignore[assignment]
+
+    def proxy(self, callback_id: int) -> LocalCallable:
+        proxy = self._live.get(callback_id)
+        if proxy is None:
+            proxy = LocalCallable(callback_id, self)
+            self._live[callback_id] = proxy
+            weakref.finalize(proxy, self._finalized, callback_id, proxy._received)
+        proxy._received[0] += 1
+        return proxy
+
+    def _finalized(self, callback_id: int, received: list[int]) -> None:
+        self._released.append(ReleaseEntry(callback_id, received[0]))
+
+    def call(self, callback_id: int, args: tuple, kwargs: dict) -> Any:
+        self.before_call()
+        inbound = host.call_local(callback_id, self.encode_args(args), self.encode_kwargs(kwargs))
+        while type(inbound) is not Inbound_Done:
+            reply = self.dispatch(inbound.value)
+            inbound = host.resume(reply)
+        reply = inbound.value
+        if type(reply) is Reply_Ok:
+            return self.decode(reply.value)
+        error = reply.value
+        raise CallbackError(f"{error.type_name}: {error.message}")
+
+    def flush_releases(self) -> None:
+        if self._released:
+            released, self._released = self._released, []
+            host.release_local(released)

@@ -1,0 +1,282 @@
+"""One handler per operation. Every exception becomes data.
+
+A Python exception that escapes an export aborts the whole instance, so
+`Session.dispatch` catches BaseException around every handler and returns
+the error as an `ErrorInfo` (type, bases, message, traceback, handle).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+import linecache
+import operator
+import os
+import sys
+import traceback
+import types
+from collections import deque
+from itertools import islice
+from typing import Any, Callable
+
+from wit_world.imports import host
+from wit_world.imports.types import (
+    BinaryOp, CompareOp, ErrorInfo, HandleInfo, Op_Binary, Op_Call, Op_CallMethod,
+    Op_Compare, Op_Contains, Op_Define, Op_DelAttr, Op_DelItem, Op_Dir,
+    Op_Eval, Op_Execute, Op_GetAttr, Op_GetItem, Op_Hash, Op_ImportModule,
+    Op_Iter, Op_Len, Op_Next, Op_Obtain, Op_Ping, Op_Release, Op_Repr,
+    Op_RunScript, Op_SetArgv, Op_SetAttr, Op_SetItem, Op_Str, Op_TableSize,
+    Op_Truth, Op_Unary, Reply_Error, Reply_Ok, UnaryOp,
+)
+
+from .callbacks import CallbackProxies
+from .streams import OutputBuffer, OutputStream
+from .table import ObjectTable, qualified_name
+from .values import Decoder, Encoder
+
+_OUR_DIR = os.path.dirname(__file__)
+_MAX_CACHED_SOURCES = 256
+
+_BINARY = {
+    BinaryOp.ADD: operator.add, BinaryOp.SUB: operator.sub,
+    BinaryOp.MUL: operator.mul, BinaryOp.TRUEDIV: operator.truediv,
+    BinaryOp.FLOORDIV: operator.floordiv, BinaryOp.MODULO: operator.mod,
+    BinaryOp.POW: operator.pow, BinaryOp.LSHIFT: operator.lshift,
+    BinaryOp.RSHIFT: operator.rshift, BinaryOp.BIT_AND: operator.and_,
+    BinaryOp.BIT_OR: operator.or_, BinaryOp.BIT_XOR: operator.xor,
+    BinaryOp.MATMUL: operator.matmul,
+}
+_COMPARE = {
+    CompareOp.LT: operator.lt, CompareOp.LE: operator.le,
+    CompareOp.EQ: operator.eq, CompareOp.NE: operator.ne,
+    CompareOp.GT: operator.gt, CompareOp.GE: operator.ge,
+}
+_UNARY = {
+    UnaryOp.NEG: operator.neg, UnaryOp.POS: operator.pos,
+    UnaryOp.INVERT: operator.invert, UnaryOp.ABS: operator.abs,
+}
+
+
+class Encoded:
+    """A reply value that a handler already encoded."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes: list) -> None:
+        self.nodes = nodes
+
+
+class Session:
+    def __init__(self) -> None:
+        self.table = ObjectTable()
+        self.callbacks = CallbackProxies()
+        self.encoder = Encoder(self.table)
+        self.decoder = Decoder(self.table, self.callbacks.proxy)
+        self.output = OutputBuffer(host.emit_output)
+        self.main = types.ModuleType("__main__")
+        self.main.__dict__["__builtins__"] = builtins
+        self._sources: deque[str] = deque()
+        self._source_counter = 0
+        self._code_cache: dict[tuple[str, str], Any] = {}
+        callbacks = self.callbacks
+        callbacks.encode_args = self.encoder.encode
+        callbacks.encode_kwargs = self._encode_kwargs
+        callbacks.decode = self.decoder.decode
+        callbacks.dispatch = self.dispatch
+        callbacks.before_call = self.output.flush
+        self.handlers: dict[type, Callable[[Any], Any]] = {
+            Op_Ping: lambda op: None,
+            Op_Eval: lambda op: eval(self._compile(op.value, "eval"), self.main.__dict__),
+            Op_Execute: self._execute,
+            Op_Define: self._define,
+            Op_ImportModule: lambda op: importlib.import_module(op.value),
+            Op_GetAttr: lambda op: getattr(self.table.get(op.value.target), op.value.name),
+            Op_SetAttr: self._set_attr,
+            Op_DelAttr: lambda op: delattr(self.table.get(op.value.target), op.value.name),
+            Op_Call: self._call,
+            Op_CallMethod: self._call_method,
+            Op_GetItem: lambda op: self.table.get(op.value.target)[self.decoder.decode(op.value.key)],
+            Op_SetItem: self._set_item,
+            Op_DelItem: self._del_item,
+            Op_Len: lambda op: len(self.table.get(op.value)),
+            Op_Contains: lambda op: self.decoder.decode(op.value.key) in self.table.get(op.value.target),
+            Op_Iter: self._iter,
+            Op_Next: self._next,
+            Op_Repr: lambda op: repr(self.table.get(op.value)),
+            Op_Str: lambda op: str(self.table.get(op.value)),
+            Op_Truth: lambda op: bool(self.table.get(op.value)),
+            Op_Hash: lambda op: hash(self.table.get(op.value)),
+            Op_Binary: self._binary,
+            Op_Compare: lambda op: _COMPARE[op.value.op](
+                self.table.get(op.value.target), self.decoder.decode(op.value.other)),
+            Op_Unary: lambda op: _UNARY[op.value.op](self.table.get(op.value.target)),
+            Op_Dir: lambda op: tuple(dir(self.table.get(op.value))),
+            Op_Obtain: lambda op: Encoded(self.encoder.obtain(
+                self.table.get(op.value.target), op.value.max_items)),
+            Op_Release: self._release,
+            Op_TableSize: lambda op: len(self.table),
+            Op_SetArgv: self._set_argv,
+            Op_RunScript: self._run_script,
+        }
+
+    # -- the one entry point ------------------------------------------------
+
+    def dispatch(self, op: Any) -> Any:
+        try:
+            result = self.handlers[type(op)](op)
+            if type(result) is Encoded:
+                reply = Reply_Ok(result.nodes)
+            else:
+                reply = Reply_Ok(self.encoder.encode(result))
+        except BaseException as exc:  # noqa: BLE001 - an escaping exception aborts the instance
+            reply = Reply_Error(self.error_info(exc))
+        try:
+            self.output.flush()
+            self.callbacks.flush_releases()
+        except BaseException:  # noqa: BLE001
+            pass
+        return reply
+
+    def error_info(self, exc: BaseException) -> ErrorInfo:
+        kind = type(exc)
+        try:
+            message = str(exc)
+        except BaseException:  # noqa: BLE001
+            message = f"<unprintable {kind.__name__}>"
+        try:
+            text = "".join(traceback.format_exception(kind, exc, _user_frames(exc.__traceback__)))
+        except BaseException:  # noqa: BLE001
+            text = f"{kind.__name__}: {message}\n"
+        try:
+            handle = self.table.send(exc)
+            info = HandleInfo(*handle)
+        except BaseException:  # noqa: BLE001
+            info = None
+        return ErrorInfo(
+            qualified_name(kind), [qualified_name(base) for base in kind.__mro__[1:]],
+            message, text, info)
+
+    # -- handlers -----------------------------------------------------------
+
+    def _compile(self, source: str, mode: str) -> Any:
+        key = (source, mode)
+        code = self._code_cache.get(key)
+        if code is not None:
+            return code
+        self._source_counter += 1
+        filename = f"<remote-{self._source_counter}>"
+        code = compile(source, filename, mode, dont_inherit=True)
+        # Keep the source for tracebacks, bounded.
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        self._sources.append(filename)
+        if len(self._sources) > _MAX_CACHED_SOURCES:
+            linecache.cache.pop(self._sources.popleft(), None)
+        if len(self._code_cache) >= _MAX_CACHED_SOURCES:
+            self._code_cache.clear()
+        self._code_cache[key] = code
+        return code
+
+    def _execute(self, op: Op_Execute) -> None:
+        exec(self._compile(op.value, "exec"), self.main.__dict__)
+
+    def _define(self, op: Op_Define) -> Any:
+        tree = ast.parse(op.value)
+        names = [node.name for node in tree.body
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        if not names:
+            raise ValueError("source defines no function or class at top level")
+        exec(self._compile(op.value, "exec"), self.main.__dict__)
+        return self.main.__dict__[names[-1]]
+
+    def _encode_kwargs(self, kwargs: dict) -> list:
+        return [(str(key), self.encoder.encode(value)) for key, value in kwargs.items()]
+
+    def _kwargs(self, pairs: list) -> dict:
+        decode = self.decoder.decode
+        return {key: decode(value) for key, value in pairs}
+
+    def _call(self, op: Op_Call) -> Any:
+        args = op.value
+        target = self.table.get(args.target)
+        return target(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
+
+    def _call_method(self, op: Op_CallMethod) -> Any:
+        args = op.value
+        method = getattr(self.table.get(args.target), args.name)
+        return method(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
+
+    def _set_attr(self, op: Op_SetAttr) -> None:
+        setattr(self.table.get(op.value.target), op.value.name, self.decoder.decode(op.value.value))
+
+    def _set_item(self, op: Op_SetItem) -> None:
+        target = self.table.get(op.value.target)
+        target[self.decoder.decode(op.value.key)] = self.decoder.decode(op.value.value)
+
+    def _del_item(self, op: Op_DelItem) -> None:
+        del self.table.get(op.value.target)[self.decoder.decode(op.value.key)]
+
+    def _iter(self, op: Op_Iter) -> tuple:
+        iterator = iter(self.table.get(op.value.target))
+        limit = max(1, op.value.max_items)
+        items = tuple(islice(iterator, limit))
+        done = len(items) < limit
+        return (None if done else iterator, items, done)
+
+    def _next(self, op: Op_Next) -> tuple:
+        iterator = self.table.get(op.value.target)
+        limit = max(1, op.value.max_items)
+        items = tuple(islice(iterator, limit))
+        return (items, len(items) < limit)
+
+    def _binary(self, op: Op_Binary) -> Any:
+        args = op.value
+        target = self.table.get(args.target)
+        other = self.decoder.decode(args.other)
+        function = _BINARY[args.op]
+        return function(other, target) if args.reflected else function(target, other)
+
+    def _release(self, op: Op_Release) -> None:
+        release = self.table.release
+        for entry in op.value:
+            release(entry.id, entry.count)
+
+    def _set_argv(self, op: Op_SetArgv) -> None:
+        sys.argv = list(op.value)
+
+    def _run_script(self, op: Op_RunScript) -> int:
+        source, filename = op.value
+        module = types.ModuleType("__main__")
+        module.__dict__.update({"__builtins__": builtins, "__file__": filename})
+        self.main = module
+        sys.modules["__main__"] = module
+        code = compile(source, filename, "exec", dont_inherit=True)
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        try:
+            exec(code, module.__dict__)
+        except SystemExit as exit_request:
+            return _exit_status(exit_request.code)
+        return 0
+
+
+def _exit_status(code: Any) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF if code >= 0 else (256 + code) & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _user_frames(tb: Any) -> Any:
+    """Skips the agent's own frames at the top of a traceback."""
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OUR_DIR):
+        tb = tb.tb_next
+    return tb
+
+
+def install_streams(session: Session) -> None:
+    sys.stdout = OutputStream(session.output, 1, "<stdout>")
+    sys.stderr = OutputStream(session.output, 2, "<stderr>")
+    sys.__stdout__ = sys.stdout
+    sys.__stderr__ = sys.stderr

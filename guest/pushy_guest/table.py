@@ -1,0 +1,85 @@
+"""The object table: objects the local side holds handles to.
+
+Each entry counts how many times its handle was sent. The local side
+releases (id, count) pairs; an entry is freed only when every send has been
+released, so a release that races a re-send of the same object never frees a
+live one. Releases of unknown ids, or beyond the count, are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Bit positions of the opmask; the host's `opmask` module mirrors this list.
+OPMASK_DUNDERS = (
+    "__call__", "__getitem__", "__setitem__", "__delitem__", "__len__",
+    "__contains__", "__iter__", "__next__", "__enter__", "__exit__",
+    "__hash__", "__bool__", "__add__", "__sub__", "__mul__", "__truediv__",
+    "__floordiv__", "__mod__", "__pow__", "__lshift__", "__rshift__",
+    "__and__", "__or__", "__xor__", "__matmul__", "__neg__", "__pos__",
+    "__invert__", "__abs__", "__index__", "__float__", "__await__",
+)
+
+
+class InvalidHandle(LookupError):
+    """A handle id that this session never issued, or that was released."""
+
+
+class ObjectTable:
+    def __init__(self) -> None:
+        self._next_id = 1
+        # handle id -> [object, times sent]
+        self._entries: dict[int, list[Any]] = {}
+        # id(object) -> handle id, while the object is in the table
+        self._ids: dict[int, int] = {}
+        self._opmasks: dict[type, int] = {}
+        self._type_names: dict[type, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def send(self, obj: Any) -> tuple[int, str, int]:
+        """Counts one more send of `obj`; returns (id, type name, opmask)."""
+        handle = self._ids.get(id(obj))
+        if handle is None:
+            handle = self._next_id
+            self._next_id += 1
+            self._entries[handle] = [obj, 1]
+            self._ids[id(obj)] = handle
+        else:
+            self._entries[handle][1] += 1
+        kind = type(obj)
+        name = self._type_names.get(kind)
+        if name is None:
+            name = qualified_name(kind)
+            self._type_names[kind] = name
+            self._opmasks[kind] = compute_opmask(kind)
+        return handle, name, self._opmasks[kind]
+
+    def get(self, handle: int) -> Any:
+        entry = self._entries.get(handle)
+        if entry is None:
+            raise InvalidHandle(f"no object with handle {handle} in this session")
+        return entry[0]
+
+    def release(self, handle: int, count: int) -> None:
+        entry = self._entries.get(handle)
+        if entry is None:
+            return
+        entry[1] -= count
+        if entry[1] <= 0:
+            del self._entries[handle]
+            del self._ids[id(entry[0])]
+
+
+def qualified_name(kind: type) -> str:
+    module = getattr(kind, "__module__", None) or "builtins"
+    return f"{module}.{getattr(kind, '__qualname__', kind.__name__)}"
+
+
+def compute_opmask(kind: type) -> int:
+    mask = 0
+    for bit, dunder in enumerate(OPMASK_DUNDERS):
+        if getattr(kind, dunder, None) is not None:
+            mask |= 1 << bit
+    return mask

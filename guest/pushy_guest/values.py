@@ -1,0 +1,205 @@
+"""Encoding between Python objects and WIT value nodes.
+
+A value is a pre-order list of nodes. Immutable values (None, bool, int,
+float, str, bytes, and tuples of such) travel by value; everything else
+travels as a handle from the object table. `obtain` deep-copies lists,
+dicts and sets by value instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from wit_world.imports.types import (
+    HandleInfo, Node_BigInt, Node_Boolean, Node_Bytes, Node_Callback, Node_Dict,
+    Node_Float, Node_Frozenset, Node_Handle, Node_Int, Node_List, Node_None_,
+    Node_Object, Node_Set, Node_Str, Node_Tuple,
+)
+
+from .table import ObjectTable
+
+# Nesting deeper than this is refused with ValueError before anything is sent.
+MAX_DEPTH = 200
+# Total str/bytes payload of one value; larger values are refused.
+MAX_VALUE_BYTES = 256 * 1024 * 1024
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 63) - 1
+_NONE = Node_None_()
+_TRUE = Node_Boolean(True)
+_FALSE = Node_Boolean(False)
+
+
+class ValueTooLarge(ValueError):
+    pass
+
+
+class Encoder:
+    """Turns Python objects into nodes, handing out handles from `table`."""
+
+    def __init__(self, table: ObjectTable) -> None:
+        self.table = table
+        self.max_value_bytes = MAX_VALUE_BYTES
+
+    def encode(self, obj: Any) -> list:
+        nodes: list = []
+        self._budget = self.max_value_bytes
+        self._sent: list[tuple[int, int]] = []
+        try:
+            self._encode(obj, nodes, 0)
+        except BaseException:
+            # Handles counted for a value that is never sent must not leak.
+            for handle, count in self._sent:
+                self.table.release(handle, count)
+            raise
+        return nodes
+
+    def _handle(self, obj: Any, nodes: list) -> None:
+        handle, name, opmask = self.table.send(obj)
+        self._sent.append((handle, 1))
+        nodes.append(Node_Handle(HandleInfo(handle, name, opmask)))
+
+    def _charge(self, size: int) -> None:
+        self._budget -= size
+        if self._budget < 0:
+            raise ValueTooLarge(
+                f"value too large to send (limit {self.max_value_bytes} bytes)")
+
+    def _encode(self, obj: Any, nodes: list, depth: int) -> None:
+        kind = type(obj)
+        if obj is None:
+            nodes.append(_NONE)
+        elif kind is bool:
+            nodes.append(_TRUE if obj else _FALSE)
+        elif kind is int:
+            if _INT_MIN <= obj <= _INT_MAX:
+                nodes.append(Node_Int(obj))
+            else:
+                try:
+                    text = str(obj)
+                except ValueError:
+                    # More digits than int_max_str_digits allows: keep it remote.
+                    self._handle(obj, nodes)
+                    return
+                self._charge(len(text))
+                nodes.append(Node_BigInt(text))
+        elif kind is float:
+            nodes.append(Node_Float(obj))
+        elif kind is str:
+            if not obj.isascii():
+                try:
+                    obj.encode("utf-8")
+                except UnicodeEncodeError:
+                    # Lone surrogates cannot cross as UTF-8: keep it remote.
+                    self._handle(obj, nodes)
+                    return
+            self._charge(len(obj))
+            nodes.append(Node_Str(obj))
+        elif kind is bytes:
+            self._charge(len(obj))
+            nodes.append(Node_Bytes(obj))
+        elif kind is tuple:
+            if depth >= MAX_DEPTH:
+                raise ValueError(f"value nested deeper than {MAX_DEPTH} levels")
+            nodes.append(Node_Tuple(len(obj)))
+            for item in obj:
+                self._encode(item, nodes, depth + 1)
+        else:
+            self._handle(obj, nodes)
+
+    def obtain(self, obj: Any, max_items: int) -> list:
+        """Deep copy of containers by value (at most `max_items` nodes)."""
+        nodes: list = []
+        self._budget = self.max_value_bytes
+        self._sent = []
+        try:
+            self._obtain(obj, nodes, 0, max_items)
+        except BaseException:
+            for handle, count in self._sent:
+                self.table.release(handle, count)
+            raise
+        return nodes
+
+    def _obtain(self, obj: Any, nodes: list, depth: int, max_items: int) -> None:
+        if len(nodes) >= max_items:
+            raise ValueTooLarge(f"value has more than {max_items} items")
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"value nested deeper than {MAX_DEPTH} levels")
+        kind = type(obj)
+        if kind is list or kind is tuple:
+            nodes.append((Node_List if kind is list else Node_Tuple)(len(obj)))
+            for item in obj:
+                self._obtain(item, nodes, depth + 1, max_items)
+        elif kind is dict:
+            nodes.append(Node_Dict(len(obj)))
+            for key, item in obj.items():
+                self._obtain(key, nodes, depth + 1, max_items)
+                self._obtain(item, nodes, depth + 1, max_items)
+        elif kind is set or kind is frozenset:
+            nodes.append((Node_Set if kind is set else Node_Frozenset)(len(obj)))
+            for item in obj:
+                self._obtain(item, nodes, depth + 1, max_items)
+        else:
+            self._encode(obj, nodes, depth)
+
+
+class Decoder:
+    """Turns nodes from the host back into Python objects."""
+
+    def __init__(self, table: ObjectTable, callback: Callable[[int], Any]) -> None:
+        self.table = table
+        self.callback = callback
+
+    def decode(self, nodes: list) -> Any:
+        if not nodes:
+            raise ValueError("empty value")
+        value, end = self._decode(nodes, 0, 0)
+        if end != len(nodes):
+            raise ValueError("trailing nodes after value")
+        return value
+
+    def decode_args(self, nodes: list) -> tuple:
+        value = self.decode(nodes)
+        if type(value) is not tuple:
+            raise TypeError("arguments must be a tuple")
+        return value
+
+    def _decode(self, nodes: list, index: int, depth: int) -> tuple[Any, int]:
+        if depth > MAX_DEPTH:
+            raise ValueError(f"value nested deeper than {MAX_DEPTH} levels")
+        if index >= len(nodes):
+            raise ValueError("value ends inside a container")
+        node = nodes[index]
+        kind = type(node)
+        index += 1
+        if kind is Node_Int or kind is Node_Str or kind is Node_Float \
+                or kind is Node_Bytes or kind is Node_Boolean:
+            return node.value, index
+        if kind is Node_None_:
+            return None, index
+        if kind is Node_Object or kind is Node_Handle:
+            handle = node.value if kind is Node_Object else node.value.id
+            return self.table.get(handle), index
+        if kind is Node_Callback:
+            return self.callback(node.value), index
+        if kind is Node_BigInt:
+            return int(node.value), index
+        count = node.value
+        if kind is Node_Dict:
+            result = {}
+            for _ in range(count):
+                key, index = self._decode(nodes, index, depth + 1)
+                result[key], index = self._decode(nodes, index, depth + 1)
+            return result, index
+        items = []
+        for _ in range(count):
+            item, index = self._decode(nodes, index, depth + 1)
+            items.append(item)
+        if kind is Node_Tuple:
+            return tuple(items), index
+        if kind is Node_List:
+            return items, index
+        if kind is Node_Set:
+            return set(items), index
+        if kind is Node_Frozenset:
+            return frozenset(items), index
+        raise ValueError(f"unknown node {kind.__name__}")

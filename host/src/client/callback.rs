@@ -1,0 +1,199 @@
+//! Local callables that guest code can call.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::connection::Shared;
+use super::value::{CALLBACK_TOKEN, encode};
+use super::{Error, Value};
+use crate::protocol::{ErrorInfo, Kwargs, ReleaseEntry, Reply, WireValue};
+
+/// Type name the guest sees for errors returned by a callback.
+pub const CALLBACK_ERROR_TYPE: &str = "pushy.CallbackError";
+
+/// Arguments of a call from the sandbox to a local callback.
+#[derive(Debug, Clone)]
+pub struct CallArgs {
+    /// Positional arguments.
+    pub args: Vec<Value>,
+    /// Keyword arguments.
+    pub kwargs: Vec<(String, Value)>,
+}
+
+impl CallArgs {
+    /// The positional arguments as a Rust tuple (or other type), with serde.
+    pub fn extract<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        Value::Tuple(self.args.clone()).extract()
+    }
+}
+
+type Handler = Arc<dyn Fn(CallArgs, &Arc<Shared>) -> Reply + Send + Sync>;
+
+struct Entry {
+    handler: Handler,
+    /// References the guest holds (sends not yet released).
+    sent: u64,
+    /// Whether the local `Callback` value still exists.
+    local: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct CallbackRegistry {
+    next_id: AtomicU64,
+    entries: Mutex<HashMap<u64, Entry>>,
+}
+
+impl CallbackRegistry {
+    pub(crate) fn register<F, T, E>(&self, shared: Arc<Shared>, f: F) -> Callback
+    where
+        F: Fn(CallArgs) -> Result<T, E> + Send + Sync + 'static,
+        T: Serialize,
+        E: std::fmt::Display,
+    {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let handler: Handler = Arc::new(move |args, shared: &Arc<Shared>| match f(args) {
+            Ok(value) => match encode(&value, shared.uid) {
+                Ok(encoding) => {
+                    shared.callbacks.count_sent(&encoding.callbacks);
+                    Reply::Ok(WireValue(encoding.nodes))
+                }
+                Err(e) => error_reply(format!("cannot send the callback's result: {e}")),
+            },
+            Err(e) => error_reply(e.to_string()),
+        });
+        self.entries.lock().expect("callback lock").insert(
+            id,
+            Entry {
+                handler,
+                sent: 0,
+                local: true,
+            },
+        );
+        Callback { id, shared }
+    }
+
+    pub(crate) fn count_sent(&self, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut entries = self.entries.lock().expect("callback lock");
+        for id in ids {
+            if let Some(entry) = entries.get_mut(id) {
+                entry.sent += 1;
+            }
+        }
+    }
+
+    pub(crate) fn release(&self, released: &[ReleaseEntry]) {
+        let mut entries = self.entries.lock().expect("callback lock");
+        for r in released {
+            if let Some(entry) = entries.get_mut(&r.id) {
+                entry.sent = entry.sent.saturating_sub(u64::from(r.count));
+                if entry.sent == 0 && !entry.local {
+                    entries.remove(&r.id);
+                }
+            }
+        }
+    }
+
+    fn local_dropped(&self, id: u64) {
+        let mut entries = self.entries.lock().expect("callback lock");
+        if let Some(entry) = entries.get_mut(&id) {
+            entry.local = false;
+            if entry.sent == 0 {
+                entries.remove(&id);
+            }
+        }
+    }
+
+    fn handler(&self, id: u64) -> Option<Handler> {
+        self.entries
+            .lock()
+            .expect("callback lock")
+            .get(&id)
+            .map(|e| e.handler.clone())
+    }
+
+    /// Number of live callbacks (for tests and diagnostics).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.lock().expect("callback lock").len()
+    }
+}
+
+fn error_reply(message: String) -> Reply {
+    Reply::Error(ErrorInfo {
+        type_name: CALLBACK_ERROR_TYPE.to_owned(),
+        bases: vec!["builtins.Exception".to_owned()],
+        message,
+        traceback: String::new(),
+        exception: None,
+    })
+}
+
+/// Runs a call from the guest on a blocking thread and sends the reply.
+pub(crate) fn run(shared: &Arc<Shared>, call: u64, callback: u64, args: WireValue, kwargs: Kwargs) {
+    let reply_now = |reply| {
+        shared.send(crate::protocol::ClientMessage::CallbackReply { call, reply });
+    };
+    let Some(handler) = shared.callbacks.handler(callback) else {
+        return reply_now(error_reply(format!("no local callback with id {callback}")));
+    };
+    let args = match shared.value_from_wire(args) {
+        Ok(Value::Tuple(args)) => args,
+        Ok(_) => return reply_now(error_reply("callback arguments must be a tuple".into())),
+        Err(e) => return reply_now(error_reply(e.to_string())),
+    };
+    let mut named = Vec::with_capacity(kwargs.len());
+    for (name, value) in kwargs {
+        match shared.value_from_wire(value) {
+            Ok(v) => named.push((name, v)),
+            Err(e) => return reply_now(error_reply(e.to_string())),
+        }
+    }
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let reply = handler(
+            CallArgs {
+                args,
+                kwargs: named,
+            },
+            &shared,
+        );
+        shared.send(crate::protocol::ClientMessage::CallbackReply { call, reply });
+    });
+}
+
+/// A local callable registered with [`crate::Connection::callback`]; pass it
+/// as an argument to make it callable in the sandbox.
+pub struct Callback {
+    id: u64,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Callback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<local callback {}>", self.id)
+    }
+}
+
+impl Callback {
+    /// Its id on the local side.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Serialize for Callback {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_newtype_struct(CALLBACK_TOKEN, &(self.shared.uid, self.id))
+    }
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        self.shared.callbacks.local_dropped(self.id);
+    }
+}

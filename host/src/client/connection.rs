@@ -1,0 +1,551 @@
+//! The connection: request ids and replies, handle bookkeeping, batched
+//! releases, output events and local callbacks.
+//!
+//! A `Connection` is a cheap `Clone` over shared state. Callers put their
+//! request on the outbound channel themselves (no hop through a task); one
+//! dispatch task reads the inbound side and routes replies, output and
+//! callback calls.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use super::callback::{Callback, CallbackRegistry};
+use super::object::{HandleInner, RemoteObject};
+use super::value::{EncodeError, Encoding, MAX_DEPTH, encode, split_kwargs};
+use super::{Error, Value};
+use crate::protocol::{
+    ClientMessage, Failure, HandleInfo, Kwargs, Node, Op, OutputStream, ReleaseEntry, Reply,
+    ServerMessage, WireValue,
+};
+
+static NEXT_CONNECTION_UID: AtomicU64 = AtomicU64::new(1);
+
+/// Settings of a connection.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ConnectionConfig {
+    /// How often dropped handles are released in one batch message. Default:
+    /// 5 s, as in Pushy; releases also ride on the next request. Zero sends
+    /// each release at once.
+    pub gc_interval: Duration,
+    /// Where remote stdout/stderr go. Default: [`OutputMode::Print`].
+    pub output: OutputMode,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            gc_interval: Duration::from_secs(5),
+            output: OutputMode::Print,
+        }
+    }
+}
+
+/// Where remote output goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OutputMode {
+    /// Written to this process's stdout/stderr as it arrives.
+    Print,
+    /// Queued for [`Connection::take_output`].
+    Capture,
+    /// Dropped.
+    Discard,
+}
+
+/// A chunk of remote output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// stdout or stderr.
+    pub stream: OutputStream,
+    /// The bytes, in the order they were written.
+    pub data: Vec<u8>,
+}
+
+type ReplySender = oneshot::Sender<Result<Reply, Failure>>;
+
+pub(crate) struct Shared {
+    /// Distinguishes this connection's handles from another's.
+    pub(crate) uid: u64,
+    /// `None` once closed.
+    outbound: Mutex<Option<mpsc::UnboundedSender<ClientMessage>>>,
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<u64, ReplySender>>,
+    /// Live handles by id; weak, so a handle's last drop frees it.
+    handles: Mutex<HashMap<u64, Weak<HandleInner>>>,
+    releases: Mutex<Vec<ReleaseEntry>>,
+    pub(crate) callbacks: CallbackRegistry,
+    output: Mutex<OutputSink>,
+    closed: Mutex<Option<String>>,
+    config: ConnectionConfig,
+}
+
+enum OutputSink {
+    Print,
+    Capture(
+        mpsc::UnboundedSender<OutputChunk>,
+        Option<mpsc::UnboundedReceiver<OutputChunk>>,
+    ),
+    Discard,
+}
+
+/// A connection to a sandboxed Python interpreter.
+///
+/// Cheap to clone; the session ends when [`Connection::close`] is called or
+/// the last clone and the last [`RemoteObject`] of it are dropped.
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("uid", &self.shared.uid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Wraps a message channel pair to a session; spawns the dispatch task
+    /// on the current tokio runtime.
+    pub(crate) fn start(
+        outbound: mpsc::UnboundedSender<ClientMessage>,
+        inbound: mpsc::UnboundedReceiver<ServerMessage>,
+        config: ConnectionConfig,
+    ) -> Connection {
+        let output = match config.output {
+            OutputMode::Print => OutputSink::Print,
+            OutputMode::Capture => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                OutputSink::Capture(tx, Some(rx))
+            }
+            OutputMode::Discard => OutputSink::Discard,
+        };
+        let shared = Arc::new(Shared {
+            uid: NEXT_CONNECTION_UID.fetch_add(1, Ordering::Relaxed),
+            outbound: Mutex::new(Some(outbound)),
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            releases: Mutex::new(Vec::new()),
+            callbacks: CallbackRegistry::default(),
+            output: Mutex::new(output),
+            closed: Mutex::new(None),
+            config,
+        });
+        tokio::spawn(dispatch(Arc::downgrade(&shared), inbound));
+        if !shared.config.gc_interval.is_zero() {
+            tokio::spawn(release_timer(
+                Arc::downgrade(&shared),
+                shared.config.gc_interval,
+            ));
+        }
+        Connection { shared }
+    }
+
+    /// Sends `op` and waits for its reply.
+    pub(crate) async fn request(&self, op: Op) -> Result<Reply, Error> {
+        let shared = &self.shared;
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        shared.pending.lock().expect("pending lock").insert(id, tx);
+        shared.send_releases();
+        if !shared.send(ClientMessage::Request { id, op }) {
+            shared.pending.lock().expect("pending lock").remove(&id);
+            return Err(Error::Closed(shared.closed_reason()));
+        }
+        match rx.await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(failure)) => Err(failure.into()),
+            Err(_) => Err(Error::Closed(shared.closed_reason())),
+        }
+    }
+
+    /// Sends `op` and converts its reply to a [`Value`].
+    pub(crate) async fn call_op(&self, op: Op) -> Result<Value, Error> {
+        let reply = self.request(op).await?;
+        self.shared.reply_value(reply)
+    }
+
+    /// `eval(expression)` in the session's `__main__` namespace.
+    pub async fn eval(&self, expression: &str) -> Result<Value, Error> {
+        self.call_op(Op::Eval(expression.to_owned())).await
+    }
+
+    /// `exec(statements)` in the session's `__main__` namespace.
+    pub async fn execute(&self, statements: &str) -> Result<(), Error> {
+        self.call_op(Op::Execute(statements.to_owned()))
+            .await
+            .map(drop)
+    }
+
+    /// Runs `source` (which defines a function or class) in the session's
+    /// `__main__` namespace and returns a handle to the last one it defines:
+    /// Pushy's `compile`.
+    pub async fn define(&self, source: &str) -> Result<RemoteObject, Error> {
+        self.call_op(Op::Define(source.to_owned()))
+            .await?
+            .into_object()
+    }
+
+    /// Pushy's `modules`: `con.modules().import("os.path")`.
+    pub fn modules(&self) -> Modules {
+        Modules {
+            connection: self.clone(),
+        }
+    }
+
+    /// Imports a module (submodules too: `xml.dom.minidom`) and returns it.
+    pub async fn import(&self, module: &str) -> Result<RemoteObject, Error> {
+        self.call_op(Op::ImportModule(module.to_owned()))
+            .await?
+            .into_object()
+    }
+
+    /// One round trip into the guest and back; does nothing.
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.call_op(Op::Ping).await.map(drop)
+    }
+
+    /// Number of objects the guest holds for this connection's handles.
+    pub async fn table_size(&self) -> Result<usize, Error> {
+        self.call_op(Op::TableSize).await?.extract()
+    }
+
+    /// Sets `sys.argv` in the session.
+    pub async fn set_argv(&self, argv: &[String]) -> Result<(), Error> {
+        self.call_op(Op::SetArgv(argv.to_vec())).await.map(drop)
+    }
+
+    /// Runs a script as `__main__`; returns its exit status (`SystemExit`).
+    pub async fn run_script(&self, source: &str, filename: &str) -> Result<i32, Error> {
+        self.call_op(Op::RunScript {
+            source: source.to_owned(),
+            filename: filename.to_owned(),
+        })
+        .await?
+        .extract()
+    }
+
+    /// Makes `f` callable from the sandbox: pass the returned [`Callback`] as
+    /// an argument, and guest code calling it runs `f` here. `f` runs on a
+    /// blocking thread, so it may itself use [`crate::blocking`] calls on
+    /// this connection (nested calls are trampolined).
+    pub fn callback<F, T, E>(&self, f: F) -> Callback
+    where
+        F: Fn(super::CallArgs) -> Result<T, E> + Send + Sync + 'static,
+        T: Serialize,
+        E: std::fmt::Display,
+    {
+        self.shared.callbacks.register(self.shared.clone(), f)
+    }
+
+    /// Sends the queued releases now instead of at the next interval.
+    pub fn flush_releases(&self) {
+        self.shared.send_releases();
+    }
+
+    /// Takes the captured output (with [`OutputMode::Capture`]; otherwise
+    /// switches to capturing from now on).
+    pub fn take_output(&self) -> mpsc::UnboundedReceiver<OutputChunk> {
+        let mut sink = self.shared.output.lock().expect("output lock");
+        match &mut *sink {
+            OutputSink::Capture(_, rx @ Some(_)) => rx.take().expect("checked"),
+            _ => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                *sink = OutputSink::Capture(tx, None);
+                rx
+            }
+        }
+    }
+
+    /// Releases what is queued and ends the session. Other clones and
+    /// handles of this connection fail with [`Error::Closed`] from now on.
+    pub async fn close(self) -> Result<(), Error> {
+        self.shared.send_releases();
+        self.shared.close("closed by the local side");
+        Ok(())
+    }
+}
+
+/// Pushy's `con.modules`: imports remote modules.
+#[derive(Clone, Debug)]
+pub struct Modules {
+    connection: Connection,
+}
+
+impl Modules {
+    /// `importlib.import_module(name)` in the sandbox.
+    pub async fn import(&self, name: &str) -> Result<RemoteObject, Error> {
+        self.connection.import(name).await
+    }
+}
+
+impl Shared {
+    fn closed_reason(&self) -> String {
+        self.closed
+            .lock()
+            .expect("closed lock")
+            .clone()
+            .unwrap_or_else(|| "the session ended".to_owned())
+    }
+
+    fn close(&self, reason: &str) {
+        // Dropping the sender ends the session on the other side.
+        self.outbound.lock().expect("outbound lock").take();
+        self.closed
+            .lock()
+            .expect("closed lock")
+            .get_or_insert_with(|| reason.to_owned());
+        // Wake every waiter: their senders drop, they see `Closed`.
+        self.pending.lock().expect("pending lock").clear();
+    }
+
+    pub(crate) fn send(&self, message: ClientMessage) -> bool {
+        match &*self.outbound.lock().expect("outbound lock") {
+            Some(outbound) => outbound.send(message).is_ok(),
+            None => false,
+        }
+    }
+
+    pub(crate) fn send_releases(&self) {
+        let batch = std::mem::take(&mut *self.releases.lock().expect("release lock"));
+        if !batch.is_empty() {
+            self.send(ClientMessage::Release(batch));
+        }
+    }
+
+    /// Called by the last drop of a handle: queue its release.
+    pub(crate) fn forget_handle(&self, id: u64, inner: *const HandleInner, count: u32) {
+        {
+            let mut handles = self.handles.lock().expect("handle lock");
+            // Only remove the entry if it is ours: a re-send of the same id may
+            // already have created a newer handle.
+            if handles
+                .get(&id)
+                .is_some_and(|weak| std::ptr::eq(weak.as_ptr(), inner))
+            {
+                handles.remove(&id);
+            }
+        }
+        let entry = ReleaseEntry { id, count };
+        if self.config.gc_interval.is_zero() {
+            self.send(ClientMessage::Release(vec![entry]));
+        } else {
+            self.releases.lock().expect("release lock").push(entry);
+        }
+    }
+
+    fn adopt(self: &Arc<Self>, info: HandleInfo) -> RemoteObject {
+        let mut handles = self.handles.lock().expect("handle lock");
+        if let Some(inner) = handles.get(&info.id).and_then(Weak::upgrade) {
+            inner.received.fetch_add(1, Ordering::Relaxed);
+            return RemoteObject { inner };
+        }
+        let inner = Arc::new(HandleInner {
+            id: info.id,
+            type_name: info.type_name,
+            opmask: info.opmask,
+            received: AtomicU32::new(1),
+            shared: self.clone(),
+        });
+        handles.insert(info.id, Arc::downgrade(&inner));
+        RemoteObject { inner }
+    }
+
+    pub(crate) fn reply_value(self: &Arc<Self>, reply: Reply) -> Result<Value, Error> {
+        match reply {
+            Reply::Ok(value) => self.value_from_wire(value),
+            Reply::Error(mut info) => {
+                let exception = info.exception.take().map(|h| self.adopt(h));
+                Err(Error::from_python(info, exception))
+            }
+        }
+    }
+
+    /// Builds a value tree from pre-order nodes without recursion.
+    pub(crate) fn value_from_wire(self: &Arc<Self>, value: WireValue) -> Result<Value, Error> {
+        enum Frame {
+            Seq(fn(Vec<Value>) -> Value, usize, Vec<Value>),
+            Dict(usize, Vec<Value>),
+        }
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut nodes = value.0.into_iter();
+        loop {
+            let node = nodes
+                .next()
+                .ok_or_else(|| Error::Protocol("value ends inside a container".into()))?;
+            let mut finished = match node {
+                Node::None => Value::None,
+                Node::Bool(b) => Value::Bool(b),
+                Node::Int(i) => Value::Int(i),
+                Node::BigInt(s) => Value::BigInt(s),
+                Node::Float(f) => Value::Float(f),
+                Node::Str(s) => Value::Str(s),
+                Node::Bytes(b) => Value::Bytes(b),
+                Node::Handle(info) => Value::Object(self.adopt(info)),
+                Node::Object(_) | Node::Callback(_) => {
+                    return Err(Error::Protocol("reference node in a reply".into()));
+                }
+                Node::Tuple(n)
+                | Node::List(n)
+                | Node::Set(n)
+                | Node::FrozenSet(n)
+                | Node::Dict(n) => {
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(Error::Protocol(format!(
+                            "value nested deeper than {MAX_DEPTH}"
+                        )));
+                    }
+                    let n = n as usize;
+                    // Capacity is bounded by what actually arrived, not by the claim.
+                    let cap = n.min(nodes.len());
+                    let frame = match node {
+                        Node::Tuple(_) => Frame::Seq(Value::Tuple, n, Vec::with_capacity(cap)),
+                        Node::List(_) => Frame::Seq(Value::List, n, Vec::with_capacity(cap)),
+                        Node::Set(_) => Frame::Seq(Value::Set, n, Vec::with_capacity(cap)),
+                        Node::FrozenSet(_) => {
+                            Frame::Seq(Value::FrozenSet, n, Vec::with_capacity(cap))
+                        }
+                        _ => Frame::Dict(n.saturating_mul(2), Vec::with_capacity(cap)),
+                    };
+                    stack.push(frame);
+                    // Close containers that are complete (possibly empty).
+                    match close_complete(&mut stack) {
+                        Some(v) => v,
+                        None => continue,
+                    }
+                }
+            };
+            // Add `finished` to its parent, closing parents as they complete.
+            loop {
+                match stack.last_mut() {
+                    None => {
+                        if nodes.next().is_some() {
+                            return Err(Error::Protocol("trailing nodes after value".into()));
+                        }
+                        return Ok(finished);
+                    }
+                    Some(Frame::Seq(_, _, items)) | Some(Frame::Dict(_, items)) => {
+                        items.push(finished)
+                    }
+                }
+                match close_complete(&mut stack) {
+                    Some(v) => finished = v,
+                    None => break,
+                }
+            }
+        }
+
+        fn close_complete(stack: &mut Vec<Frame>) -> Option<Value> {
+            let complete = match stack.last()? {
+                Frame::Seq(_, n, items) => items.len() >= *n,
+                Frame::Dict(n, items) => items.len() >= *n,
+            };
+            if !complete {
+                return None;
+            }
+            Some(match stack.pop()? {
+                Frame::Seq(make, _, items) => make(items),
+                Frame::Dict(_, items) => {
+                    let mut pairs = Vec::with_capacity(items.len() / 2);
+                    let mut iter = items.into_iter();
+                    while let (Some(k), Some(v)) = (iter.next(), iter.next()) {
+                        pairs.push((k, v));
+                    }
+                    Value::Dict(pairs)
+                }
+            })
+        }
+    }
+
+    /// Encodes a value; counts the callbacks it carries as sent.
+    pub(crate) fn encode_value<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        how: fn(&T, u64) -> Result<Encoding, EncodeError>,
+    ) -> Result<WireValue, Error> {
+        let encoding = how(value, self.uid).map_err(|e| Error::BadArgument(e.0))?;
+        self.callbacks.count_sent(&encoding.callbacks);
+        Ok(WireValue(encoding.nodes))
+    }
+
+    pub(crate) fn encode_kwargs<K: Serialize + ?Sized>(&self, kwargs: &K) -> Result<Kwargs, Error> {
+        let encoding = encode(kwargs, self.uid).map_err(|e| Error::BadArgument(e.0))?;
+        let kwargs = split_kwargs(encoding.nodes).map_err(|e| Error::BadArgument(e.0))?;
+        self.callbacks.count_sent(&encoding.callbacks);
+        Ok(kwargs)
+    }
+
+    fn deliver_output(&self, stream: OutputStream, data: Vec<u8>) {
+        use std::io::Write;
+        let sink = self.output.lock().expect("output lock");
+        match &*sink {
+            OutputSink::Print => {
+                // Output of a sandbox must not be able to kill us: ignore EPIPE.
+                let _ = match stream {
+                    OutputStream::Stdout => {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&data).and_then(|_| out.flush())
+                    }
+                    OutputStream::Stderr => std::io::stderr().lock().write_all(&data),
+                };
+            }
+            OutputSink::Capture(tx, _) => {
+                let _ = tx.send(OutputChunk { stream, data });
+            }
+            OutputSink::Discard => {}
+        }
+    }
+}
+
+/// Routes everything the session sends until it goes away.
+async fn dispatch(shared: Weak<Shared>, mut inbound: mpsc::UnboundedReceiver<ServerMessage>) {
+    while let Some(message) = inbound.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match message {
+            ServerMessage::Response { id, result } => {
+                let waiter = shared.pending.lock().expect("pending lock").remove(&id);
+                if let Some(waiter) = waiter
+                    && let Err(Ok(reply)) = waiter.send(result)
+                {
+                    // The caller gave up: adopt and drop the handles so the
+                    // guest's counts are released.
+                    drop(shared.reply_value(reply));
+                }
+            }
+            ServerMessage::Output { stream, data } => shared.deliver_output(stream, data),
+            ServerMessage::CallLocal {
+                call,
+                callback,
+                args,
+                kwargs,
+            } => super::callback::run(&shared, call, callback, args, kwargs),
+            ServerMessage::ReleaseLocal(entries) => shared.callbacks.release(&entries),
+        }
+    }
+    if let Some(shared) = shared.upgrade() {
+        shared.close("the session ended");
+    }
+}
+
+async fn release_timer(shared: Weak<Shared>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        match shared.upgrade() {
+            Some(shared) => shared.send_releases(),
+            None => return,
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The `embedded:` backend: a session on a thread of this process, talking
+//! to the connection over in-memory channels (no encoding at all).
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Connection, ConnectionConfig, Error};
+use crate::protocol::{ClientMessage, ServerMessage};
+use crate::sandbox::{Sandbox, SandboxError, SessionConfig, SessionLink, serve_session};
+
+/// Native stack of a session thread beyond what wasm may use.
+const HOST_STACK_MARGIN: usize = 8 << 20;
+
+struct ChannelLink {
+    inbound: mpsc::UnboundedReceiver<ClientMessage>,
+    outbound: mpsc::UnboundedSender<ServerMessage>,
+}
+
+impl SessionLink for ChannelLink {
+    fn recv(&mut self) -> Option<ClientMessage> {
+        self.inbound.blocking_recv()
+    }
+
+    fn send(&mut self, message: ServerMessage) -> bool {
+        self.outbound.send(message).is_ok()
+    }
+}
+
+impl Sandbox {
+    /// A new session in this process with the sandbox's default limits.
+    pub async fn connect(&self) -> Result<Connection, Error> {
+        self.connect_with(self.config().session.clone(), ConnectionConfig::default())
+            .await
+    }
+
+    /// A new session in this process with the given limits and settings.
+    pub async fn connect_with(
+        &self,
+        session: SessionConfig,
+        config: ConnectionConfig,
+    ) -> Result<Connection, Error> {
+        let (client_tx, session_rx) = mpsc::unbounded_channel();
+        let (session_tx, client_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let sandbox = self.clone();
+        std::thread::Builder::new()
+            .name("pushy-session".into())
+            .stack_size(self.config().max_wasm_stack + HOST_STACK_MARGIN)
+            .spawn(move || {
+                let link = Box::new(ChannelLink {
+                    inbound: session_rx,
+                    outbound: session_tx,
+                });
+                match sandbox.instantiate(&session, link) {
+                    Ok(mut instance) => {
+                        let _ = ready_tx.send(Ok(()));
+                        serve_session(&mut instance);
+                    }
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error));
+                    }
+                }
+            })
+            .map_err(SandboxError::Thread)?;
+        ready_rx
+            .await
+            .map_err(|_| Error::Closed("the session thread died while starting".into()))??;
+        Ok(Connection::start(client_tx, client_rx, config))
+    }
+}

@@ -1,0 +1,162 @@
+//! Errors of the client layer: what a caller of [`crate::Connection`] matches on.
+
+use std::fmt;
+
+use crate::protocol::{ErrorInfo, Failure};
+use crate::sandbox::SandboxError;
+
+use super::RemoteObject;
+
+/// Guest exception type raised for handle ids the session never issued.
+const INVALID_HANDLE_TYPE: &str = "pushy_guest.table.InvalidHandle";
+
+/// A Python exception raised in the sandbox.
+#[derive(Clone)]
+pub struct PythonError {
+    /// Qualified type name, e.g. `builtins.ValueError`.
+    pub type_name: String,
+    /// Qualified names of its base classes along the MRO, nearest first.
+    pub bases: Vec<String>,
+    /// `str(exception)`.
+    pub message: String,
+    /// The remote traceback, as Python prints it.
+    pub traceback: String,
+    /// A handle to the exception object in the sandbox.
+    pub exception: Option<RemoteObject>,
+}
+
+impl PythonError {
+    /// Whether the exception is an instance of `name`, given qualified
+    /// (`builtins.KeyError`) or bare (`KeyError`, `LookupError`).
+    pub fn is_instance(&self, name: &str) -> bool {
+        std::iter::once(&self.type_name)
+            .chain(&self.bases)
+            .any(|t| t == name || t.rsplit('.').next() == Some(name))
+    }
+
+    /// The bare type name, e.g. `ValueError`.
+    pub fn short_type_name(&self) -> &str {
+        self.type_name.rsplit('.').next().unwrap_or(&self.type_name)
+    }
+}
+
+impl fmt::Debug for PythonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PythonError")
+            .field("type_name", &self.type_name)
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for PythonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() {
+            write!(f, "{}", self.short_type_name())
+        } else {
+            write!(f, "{}: {}", self.short_type_name(), self.message)
+        }
+    }
+}
+
+/// Everything that can go wrong using a connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Python raised an exception; the session goes on.
+    #[error("remote {0}")]
+    Python(Box<PythonError>),
+    /// A call ran past its time limit; the session was terminated.
+    #[error("time limit of {:.3} s exceeded; the session was terminated", *limit_ms as f64 / 1000.0)]
+    TimeLimit {
+        /// The limit, in milliseconds.
+        limit_ms: u64,
+    },
+    /// The guest ran out of memory unrecoverably; the session was terminated.
+    #[error("memory limit of {} MiB exceeded; the session was terminated", limit_bytes >> 20)]
+    MemoryLimit {
+        /// The limit, in bytes.
+        limit_bytes: u64,
+    },
+    /// The session is gone (it trapped, or ended earlier); start a new one.
+    #[error("session terminated: {reason}")]
+    SessionTerminated {
+        /// Why.
+        reason: String,
+    },
+    /// A handle that this session never issued or has already freed.
+    #[error("invalid handle: {0}")]
+    InvalidHandle(String),
+    /// An argument could not be sent (e.g. a handle of another connection).
+    #[error("bad argument: {0}")]
+    BadArgument(String),
+    /// A value could not be converted into the requested Rust type.
+    #[error("cannot convert remote value: {0}")]
+    Conversion(String),
+    /// The sandbox could not be set up.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// The connection is closed; no reply will come.
+    #[error("connection closed: {0}")]
+    Closed(String),
+    /// The target URL is not understood or not supported.
+    #[error("unsupported target '{0}'")]
+    UnsupportedTarget(String),
+    /// The peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// The Python exception, if this is one.
+    pub fn python(&self) -> Option<&PythonError> {
+        match self {
+            Error::Python(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a Python exception of type `name` (see [`PythonError::is_instance`]).
+    pub fn is_python(&self, name: &str) -> bool {
+        self.python().is_some_and(|e| e.is_instance(name))
+    }
+
+    /// Whether the session survived this error (only Python exceptions and
+    /// argument errors leave it usable).
+    pub fn session_survives(&self) -> bool {
+        matches!(
+            self,
+            Error::Python(_)
+                | Error::InvalidHandle(_)
+                | Error::BadArgument(_)
+                | Error::Conversion(_)
+        )
+    }
+
+    pub(crate) fn from_python(info: ErrorInfo, exception: Option<RemoteObject>) -> Self {
+        if info.type_name == INVALID_HANDLE_TYPE {
+            return Error::InvalidHandle(info.message);
+        }
+        Error::Python(Box::new(PythonError {
+            type_name: info.type_name,
+            bases: info.bases,
+            message: info.message,
+            traceback: info.traceback,
+            exception,
+        }))
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::TimeLimit { limit_ms } => Error::TimeLimit { limit_ms },
+            Failure::MemoryLimit { limit_bytes } => Error::MemoryLimit { limit_bytes },
+            Failure::Trapped { .. } => Error::SessionTerminated {
+                reason: failure.to_string(),
+            },
+            Failure::Terminated { reason } => Error::SessionTerminated { reason },
+            Failure::BadRequest(message) => Error::BadArgument(message),
+        }
+    }
+}

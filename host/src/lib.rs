@@ -1,0 +1,37 @@
+//! # Pushy, sandboxed
+//!
+//! Connect to a Python interpreter and use it as if it were local — modules,
+//! `eval`, `execute`, functions defined remotely, handles to remote objects,
+//! callbacks into the local side — where the interpreter is CPython compiled
+//! to WASI running inside wasmtime, so untrusted code cannot harm the host.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), pushy::Error> {
+//! let con = pushy::connect("embedded:").await?;
+//! let path = con.modules().import("os.path").await?;
+//! let joined: String = path.call_method("join", &("a", "b")).await?.extract()?;
+//! assert_eq!(joined, "a/b");
+//! let add = con.define("def add(a, b):\n    return a + b").await?;
+//! assert_eq!(add.call(&(2, 3)).await?.extract::<i64>()?, 5);
+//! con.close().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`protocol`]: the wire messages, data only (values as flat node lists).
+//! - [`sandbox`]: engine, compiled-component cache, instances, limits, the session loop.
+//! - `client`: [`Connection`], [`RemoteObject`], [`Value`], callbacks, targets (re-exported here).
+//! - [`blocking`]: the same API for code without an async runtime.
+
+pub mod blocking;
+mod client;
+pub mod protocol;
+pub mod sandbox;
+
+pub use client::{
+    CALLBACK_ERROR_TYPE, CallArgs, Callback, Connection, ConnectionConfig, DEFAULT_OBTAIN_LIMIT,
+    Error, Modules, OutputChunk, OutputMode, PythonError, RemoteIter, RemoteObject, Target, Value,
+    connect, connect_with, default_sandbox,
+};
+pub use sandbox::{Mount, Sandbox, SandboxConfig, SandboxError, SessionConfig};

@@ -1,0 +1,390 @@
+//! The wire protocol between the local side and a sandbox host: data only.
+//!
+//! Nothing here knows about tokio or wasmtime, so the protocol can be read,
+//! tested and versioned on its own. Values cross as a flat, pre-order list of
+//! [`Node`]s (the same shape as the WIT interface), which keeps decoding free
+//! of recursion: a hostile peer cannot overflow the stack with deep nesting.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol; both ends must agree during the handshake.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Bit positions of [`HandleInfo::opmask`]: the dunders an object's type has.
+///
+/// Mirrors `OPMASK_DUNDERS` in `guest/pushy_guest/table.py`.
+pub mod opmask {
+    /// `__call__`
+    pub const CALL: u64 = 1 << 0;
+    /// `__getitem__`
+    pub const GETITEM: u64 = 1 << 1;
+    /// `__setitem__`
+    pub const SETITEM: u64 = 1 << 2;
+    /// `__delitem__`
+    pub const DELITEM: u64 = 1 << 3;
+    /// `__len__`
+    pub const LEN: u64 = 1 << 4;
+    /// `__contains__`
+    pub const CONTAINS: u64 = 1 << 5;
+    /// `__iter__`
+    pub const ITER: u64 = 1 << 6;
+    /// `__next__`
+    pub const NEXT: u64 = 1 << 7;
+    /// `__enter__`
+    pub const ENTER: u64 = 1 << 8;
+    /// `__exit__`
+    pub const EXIT: u64 = 1 << 9;
+    /// `__hash__` (not `None`)
+    pub const HASH: u64 = 1 << 10;
+    /// `__bool__`
+    pub const BOOL: u64 = 1 << 11;
+    /// `__add__`
+    pub const ADD: u64 = 1 << 12;
+    /// `__sub__`
+    pub const SUB: u64 = 1 << 13;
+    /// `__mul__`
+    pub const MUL: u64 = 1 << 14;
+}
+
+/// A handle to an object in the guest's object table.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HandleInfo {
+    /// Table id, unique within a session.
+    pub id: u64,
+    /// Qualified type name, e.g. `builtins.list`.
+    pub type_name: String,
+    /// See [`opmask`].
+    pub opmask: u64,
+}
+
+/// One node of a value in pre-order; containers are followed by their children.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Node {
+    /// `None`
+    None,
+    /// `bool`
+    Bool(bool),
+    /// `int` within i64
+    Int(i64),
+    /// `int` outside i64, in decimal
+    BigInt(String),
+    /// `float`
+    Float(f64),
+    /// `str`
+    Str(String),
+    /// `bytes`
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// `tuple` of the next n values
+    Tuple(u32),
+    /// `list` of the next n values (by value: only from `obtain` or from the local side)
+    List(u32),
+    /// `dict` of the next n key/value pairs
+    Dict(u32),
+    /// `set` of the next n values
+    Set(u32),
+    /// `frozenset` of the next n values
+    FrozenSet(u32),
+    /// A handle the guest hands out (guest to local).
+    Handle(HandleInfo),
+    /// A guest object the local side holds, by id (local to guest).
+    Object(u64),
+    /// A callable on the local side, by its id there (local to guest).
+    Callback(u64),
+}
+
+/// A value: a non-empty pre-order list of nodes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct WireValue(pub Vec<Node>);
+
+impl WireValue {
+    /// `None`.
+    pub fn none() -> Self {
+        WireValue(vec![Node::None])
+    }
+
+    /// The empty tuple (no arguments).
+    pub fn empty_tuple() -> Self {
+        WireValue(vec![Node::Tuple(0)])
+    }
+}
+
+/// Keyword arguments.
+pub type Kwargs = Vec<(String, WireValue)>;
+
+/// Binary operators (`a + b`; `reflected` computes `b + a`).
+#[allow(missing_docs)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    TrueDiv,
+    FloorDiv,
+    Mod,
+    Pow,
+    LShift,
+    RShift,
+    BitAnd,
+    BitOr,
+    BitXor,
+    MatMul,
+}
+
+/// Rich comparisons.
+#[allow(missing_docs)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareOp {
+    Lt,
+    Le,
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+}
+
+/// Unary operators.
+#[allow(missing_docs)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnaryOp {
+    Neg,
+    Pos,
+    Invert,
+    Abs,
+}
+
+/// A release of `count` sends of handle `id`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReleaseEntry {
+    /// Handle id.
+    pub id: u64,
+    /// How many sends of it the releasing side received.
+    pub count: u32,
+}
+
+/// One operation on the guest.
+#[allow(missing_docs)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Enters the guest and returns `None`.
+    Ping,
+    Eval(String),
+    Execute(String),
+    /// Runs source that defines a function (or class); returns the last one.
+    Define(String),
+    ImportModule(String),
+    GetAttr {
+        target: u64,
+        name: String,
+    },
+    SetAttr {
+        target: u64,
+        name: String,
+        value: WireValue,
+    },
+    DelAttr {
+        target: u64,
+        name: String,
+    },
+    Call {
+        target: u64,
+        args: WireValue,
+        kwargs: Kwargs,
+    },
+    CallMethod {
+        target: u64,
+        name: String,
+        args: WireValue,
+        kwargs: Kwargs,
+    },
+    GetItem {
+        target: u64,
+        key: WireValue,
+    },
+    SetItem {
+        target: u64,
+        key: WireValue,
+        value: WireValue,
+    },
+    DelItem {
+        target: u64,
+        key: WireValue,
+    },
+    Len(u64),
+    Contains {
+        target: u64,
+        key: WireValue,
+    },
+    /// Returns `(iterator or None, first batch tuple, done)`.
+    Iter {
+        target: u64,
+        max_items: u32,
+    },
+    /// Returns `(batch tuple, done)`.
+    Next {
+        target: u64,
+        max_items: u32,
+    },
+    Repr(u64),
+    Str(u64),
+    Truth(u64),
+    Hash(u64),
+    Binary {
+        op: BinaryOp,
+        target: u64,
+        other: WireValue,
+        reflected: bool,
+    },
+    Compare {
+        op: CompareOp,
+        target: u64,
+        other: WireValue,
+    },
+    Unary {
+        op: UnaryOp,
+        target: u64,
+    },
+    /// Returns a tuple of names.
+    Dir(u64),
+    /// Deep copy by value, at most `max_items` nodes.
+    Obtain {
+        target: u64,
+        max_items: u32,
+    },
+    Release(Vec<ReleaseEntry>),
+    /// Live entries in the guest's object table.
+    TableSize,
+    SetArgv(Vec<String>),
+    /// Runs a script as `__main__`; returns its exit status.
+    RunScript {
+        source: String,
+        filename: String,
+    },
+}
+
+/// A Python exception, as data.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ErrorInfo {
+    /// Qualified type name, e.g. `builtins.ValueError`.
+    pub type_name: String,
+    /// Qualified names of its base classes along the MRO, nearest first.
+    pub bases: Vec<String>,
+    /// `str(exception)`.
+    pub message: String,
+    /// The remote traceback as Python formats it.
+    pub traceback: String,
+    /// A handle to the exception object.
+    pub exception: Option<HandleInfo>,
+}
+
+/// What Python made of an operation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// It returned this value.
+    Ok(WireValue),
+    /// It raised this exception.
+    Error(ErrorInfo),
+}
+
+/// Why a session could not answer: not a Python exception.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Failure {
+    /// The call ran past its deadline; the session was terminated.
+    #[error("time limit of {limit_ms} ms exceeded; the session was terminated")]
+    TimeLimit {
+        /// The limit, in milliseconds.
+        limit_ms: u64,
+    },
+    /// The guest ran out of memory in a way Python could not recover from.
+    #[error("memory limit of {limit_bytes} bytes exceeded; the session was terminated")]
+    MemoryLimit {
+        /// The limit, in bytes.
+        limit_bytes: u64,
+    },
+    /// The guest trapped (stack overflow, abort, ...); the session was terminated.
+    #[error("the sandbox trapped ({reason}); the session was terminated")]
+    Trapped {
+        /// What wasmtime reported.
+        reason: String,
+    },
+    /// The session had already ended; a new one is needed.
+    #[error("the session was terminated earlier ({reason})")]
+    Terminated {
+        /// Why it ended.
+        reason: String,
+    },
+    /// The request made no sense (e.g. a callback reply nobody waits for).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+/// What the guest gets while it waits on a local callback.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Inbound {
+    /// The callback finished.
+    Done(Reply),
+    /// A nested request to dispatch first (the trampoline).
+    Request(Op),
+}
+
+/// Which output stream.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputStream {
+    /// stdout
+    Stdout,
+    /// stderr
+    Stderr,
+}
+
+/// Messages from the local side to the host.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum ClientMessage {
+    /// Run `op`; answered by [`ServerMessage::Response`] with the same id.
+    Request {
+        /// Chosen by the client, unique among its requests in flight.
+        id: u64,
+        /// The operation.
+        op: Op,
+    },
+    /// Handles the local side dropped.
+    Release(Vec<ReleaseEntry>),
+    /// The result of [`ServerMessage::CallLocal`] `call`.
+    CallbackReply {
+        /// The id from `CallLocal`.
+        call: u64,
+        /// What the callback returned or raised.
+        reply: Reply,
+    },
+}
+
+/// Messages from the host to the local side.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum ServerMessage {
+    /// The answer to [`ClientMessage::Request`] `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The reply, or why there is none.
+        result: Result<Reply, Failure>,
+    },
+    /// Guest output, in order.
+    Output {
+        /// stdout or stderr.
+        stream: OutputStream,
+        /// The bytes written.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Guest code called a local callable; answer with `CallbackReply`.
+    CallLocal {
+        /// Id of this call.
+        call: u64,
+        /// The callable's id on the local side.
+        callback: u64,
+        /// Positional arguments (a tuple).
+        args: WireValue,
+        /// Keyword arguments.
+        kwargs: Kwargs,
+    },
+    /// The guest dropped its proxies of these local callbacks.
+    ReleaseLocal(Vec<ReleaseEntry>),
+}

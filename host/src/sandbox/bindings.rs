@@ -1,0 +1,265 @@
+//! The WIT boundary: the one `bindgen!` of the crate, and the conversions
+//! between the generated types and the wire protocol's.
+//!
+//! Every conversion moves strings and byte buffers instead of copying them.
+
+use crate::protocol as wire;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "agent",
+    imports: { default: trappable },
+});
+
+pub(crate) use pushy::agent::host;
+pub(crate) use pushy::agent::types as wit;
+
+pub(crate) fn value_to_wit(value: wire::WireValue) -> Vec<wit::Node> {
+    value.0.into_iter().map(node_to_wit).collect()
+}
+
+fn node_to_wit(node: wire::Node) -> wit::Node {
+    match node {
+        wire::Node::None => wit::Node::None,
+        wire::Node::Bool(b) => wit::Node::Boolean(b),
+        wire::Node::Int(i) => wit::Node::Int(i),
+        wire::Node::BigInt(s) => wit::Node::BigInt(s),
+        wire::Node::Float(f) => wit::Node::Float(f),
+        wire::Node::Str(s) => wit::Node::Str(s),
+        wire::Node::Bytes(b) => wit::Node::Bytes(b),
+        wire::Node::Tuple(n) => wit::Node::Tuple(n),
+        wire::Node::List(n) => wit::Node::List(n),
+        wire::Node::Dict(n) => wit::Node::Dict(n),
+        wire::Node::Set(n) => wit::Node::Set(n),
+        wire::Node::FrozenSet(n) => wit::Node::Frozenset(n),
+        // A handle coming back from the local side is just a reference by id.
+        wire::Node::Handle(h) => wit::Node::Object(h.id),
+        wire::Node::Object(id) => wit::Node::Object(id),
+        wire::Node::Callback(id) => wit::Node::Callback(id),
+    }
+}
+
+pub(crate) fn value_from_wit(nodes: Vec<wit::Node>) -> wire::WireValue {
+    wire::WireValue(nodes.into_iter().map(node_from_wit).collect())
+}
+
+fn node_from_wit(node: wit::Node) -> wire::Node {
+    match node {
+        wit::Node::None => wire::Node::None,
+        wit::Node::Boolean(b) => wire::Node::Bool(b),
+        wit::Node::Int(i) => wire::Node::Int(i),
+        wit::Node::BigInt(s) => wire::Node::BigInt(s),
+        wit::Node::Float(f) => wire::Node::Float(f),
+        wit::Node::Str(s) => wire::Node::Str(s),
+        wit::Node::Bytes(b) => wire::Node::Bytes(b),
+        wit::Node::Tuple(n) => wire::Node::Tuple(n),
+        wit::Node::List(n) => wire::Node::List(n),
+        wit::Node::Dict(n) => wire::Node::Dict(n),
+        wit::Node::Set(n) => wire::Node::Set(n),
+        wit::Node::Frozenset(n) => wire::Node::FrozenSet(n),
+        wit::Node::Handle(h) => wire::Node::Handle(handle_from_wit(h)),
+        wit::Node::Object(id) => wire::Node::Object(id),
+        wit::Node::Callback(id) => wire::Node::Callback(id),
+    }
+}
+
+fn handle_from_wit(h: wit::HandleInfo) -> wire::HandleInfo {
+    wire::HandleInfo {
+        id: h.id,
+        type_name: h.type_name,
+        opmask: h.opmask,
+    }
+}
+
+pub(crate) fn kwargs_to_wit(kwargs: wire::Kwargs) -> Vec<(String, Vec<wit::Node>)> {
+    kwargs
+        .into_iter()
+        .map(|(k, v)| (k, value_to_wit(v)))
+        .collect()
+}
+
+pub(crate) fn kwargs_from_wit(kwargs: Vec<(String, Vec<wit::Node>)>) -> wire::Kwargs {
+    kwargs
+        .into_iter()
+        .map(|(k, v)| (k, value_from_wit(v)))
+        .collect()
+}
+
+pub(crate) fn op_to_wit(op: wire::Op) -> wit::Op {
+    use wire::Op as O;
+    use wit::Op as W;
+    match op {
+        O::Ping => W::Ping,
+        O::Eval(s) => W::Eval(s),
+        O::Execute(s) => W::Execute(s),
+        O::Define(s) => W::Define(s),
+        O::ImportModule(s) => W::ImportModule(s),
+        O::GetAttr { target, name } => W::GetAttr(wit::AttrArgs { target, name }),
+        O::SetAttr {
+            target,
+            name,
+            value,
+        } => W::SetAttr(wit::SetAttrArgs {
+            target,
+            name,
+            value: value_to_wit(value),
+        }),
+        O::DelAttr { target, name } => W::DelAttr(wit::AttrArgs { target, name }),
+        O::Call {
+            target,
+            args,
+            kwargs,
+        } => W::Call(wit::CallArgs {
+            target,
+            args: value_to_wit(args),
+            kwargs: kwargs_to_wit(kwargs),
+        }),
+        O::CallMethod {
+            target,
+            name,
+            args,
+            kwargs,
+        } => W::CallMethod(wit::MethodArgs {
+            target,
+            name,
+            args: value_to_wit(args),
+            kwargs: kwargs_to_wit(kwargs),
+        }),
+        O::GetItem { target, key } => W::GetItem(wit::ItemArgs {
+            target,
+            key: value_to_wit(key),
+        }),
+        O::SetItem { target, key, value } => W::SetItem(wit::SetItemArgs {
+            target,
+            key: value_to_wit(key),
+            value: value_to_wit(value),
+        }),
+        O::DelItem { target, key } => W::DelItem(wit::ItemArgs {
+            target,
+            key: value_to_wit(key),
+        }),
+        O::Len(t) => W::Len(t),
+        O::Contains { target, key } => W::Contains(wit::ItemArgs {
+            target,
+            key: value_to_wit(key),
+        }),
+        O::Iter { target, max_items } => W::Iter(wit::BatchArgs { target, max_items }),
+        O::Next { target, max_items } => W::Next(wit::BatchArgs { target, max_items }),
+        O::Repr(t) => W::Repr(t),
+        O::Str(t) => W::Str(t),
+        O::Truth(t) => W::Truth(t),
+        O::Hash(t) => W::Hash(t),
+        O::Binary {
+            op,
+            target,
+            other,
+            reflected,
+        } => W::Binary(wit::BinaryArgs {
+            op: binary_op(op),
+            target,
+            other: value_to_wit(other),
+            reflected,
+        }),
+        O::Compare { op, target, other } => W::Compare(wit::CompareArgs {
+            op: compare_op(op),
+            target,
+            other: value_to_wit(other),
+        }),
+        O::Unary { op, target } => W::Unary(wit::UnaryArgs {
+            op: unary_op(op),
+            target,
+        }),
+        O::Dir(t) => W::Dir(t),
+        O::Obtain { target, max_items } => W::Obtain(wit::BatchArgs { target, max_items }),
+        O::Release(entries) => W::Release(
+            entries
+                .into_iter()
+                .map(|e| wit::ReleaseEntry {
+                    id: e.id,
+                    count: e.count,
+                })
+                .collect(),
+        ),
+        O::TableSize => W::TableSize,
+        O::SetArgv(argv) => W::SetArgv(argv),
+        O::RunScript { source, filename } => W::RunScript((source, filename)),
+    }
+}
+
+fn binary_op(op: wire::BinaryOp) -> wit::BinaryOp {
+    use wire::BinaryOp as B;
+    match op {
+        B::Add => wit::BinaryOp::Add,
+        B::Sub => wit::BinaryOp::Sub,
+        B::Mul => wit::BinaryOp::Mul,
+        B::TrueDiv => wit::BinaryOp::Truediv,
+        B::FloorDiv => wit::BinaryOp::Floordiv,
+        B::Mod => wit::BinaryOp::Modulo,
+        B::Pow => wit::BinaryOp::Pow,
+        B::LShift => wit::BinaryOp::Lshift,
+        B::RShift => wit::BinaryOp::Rshift,
+        B::BitAnd => wit::BinaryOp::BitAnd,
+        B::BitOr => wit::BinaryOp::BitOr,
+        B::BitXor => wit::BinaryOp::BitXor,
+        B::MatMul => wit::BinaryOp::Matmul,
+    }
+}
+
+fn compare_op(op: wire::CompareOp) -> wit::CompareOp {
+    use wire::CompareOp as C;
+    match op {
+        C::Lt => wit::CompareOp::Lt,
+        C::Le => wit::CompareOp::Le,
+        C::Eq => wit::CompareOp::Eq,
+        C::Ne => wit::CompareOp::Ne,
+        C::Gt => wit::CompareOp::Gt,
+        C::Ge => wit::CompareOp::Ge,
+    }
+}
+
+fn unary_op(op: wire::UnaryOp) -> wit::UnaryOp {
+    use wire::UnaryOp as U;
+    match op {
+        U::Neg => wit::UnaryOp::Neg,
+        U::Pos => wit::UnaryOp::Pos,
+        U::Invert => wit::UnaryOp::Invert,
+        U::Abs => wit::UnaryOp::Abs,
+    }
+}
+
+pub(crate) fn reply_from_wit(reply: wit::Reply) -> wire::Reply {
+    match reply {
+        wit::Reply::Ok(v) => wire::Reply::Ok(value_from_wit(v)),
+        wit::Reply::Error(e) => wire::Reply::Error(wire::ErrorInfo {
+            type_name: e.type_name,
+            bases: e.bases,
+            message: e.message,
+            traceback: e.traceback,
+            exception: e.exception.map(handle_from_wit),
+        }),
+    }
+}
+
+pub(crate) fn reply_to_wit(reply: wire::Reply) -> wit::Reply {
+    match reply {
+        wire::Reply::Ok(v) => wit::Reply::Ok(value_to_wit(v)),
+        wire::Reply::Error(e) => wit::Reply::Error(wit::ErrorInfo {
+            type_name: e.type_name,
+            bases: e.bases,
+            message: e.message,
+            traceback: e.traceback,
+            exception: e.exception.map(|h| wit::HandleInfo {
+                id: h.id,
+                type_name: h.type_name,
+                opmask: h.opmask,
+            }),
+        }),
+    }
+}
+
+pub(crate) fn inbound_to_wit(inbound: wire::Inbound) -> wit::Inbound {
+    match inbound {
+        wire::Inbound::Done(reply) => wit::Inbound::Done(reply_to_wit(reply)),
+        wire::Inbound::Request(op) => wit::Inbound::Request(op_to_wit(op)),
+    }
+}

@@ -1,0 +1,205 @@
+//! The in-process sandbox: CPython (WASI) in wasmtime.
+//!
+//! A [`Sandbox`] is compiled once (engine, compiled component, linker,
+//! `InstancePre`) and shared by many sessions; each session gets its own
+//! `Store` and instance, with its own limits.
+
+mod bindings;
+mod cache;
+mod instance;
+mod mounts;
+mod serve;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+pub(crate) use instance::{Instance, SessionLink};
+pub use mounts::{Mount, MountError};
+pub(crate) use serve::serve_session;
+
+use bindings::AgentPre;
+use instance::HostState;
+
+/// The guest component, built from `wit/` + `guest/` by `build.rs`.
+static COMPONENT: &[u8] = include_bytes!(env!("PUSHY_COMPONENT_PATH"));
+/// SHA-256 of [`COMPONENT`], computed at build time.
+const COMPONENT_SHA256: &str = env!("PUSHY_COMPONENT_SHA256");
+
+/// Interval of the epoch ticker: the granularity of time limits.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// A boxed error from a lower layer (wasmtime, I/O).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of the sandbox layer: setting it up and starting sessions.
+///
+/// Failures of a running session (time limit, trap) are [`crate::protocol::Failure`]s.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// The wasmtime engine could not be configured.
+    #[error("failed to configure the wasmtime engine")]
+    Engine(#[source] BoxError),
+    /// The guest component could not be compiled.
+    #[error("failed to compile the guest component")]
+    Compile(#[source] BoxError),
+    /// The guest's imports could not be linked.
+    #[error("failed to link the guest component's imports")]
+    Link(#[source] BoxError),
+    /// A new instance could not be created.
+    #[error("failed to instantiate the guest component")]
+    Instantiate(#[source] BoxError),
+    /// A `--dir` mount was invalid.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// The session's thread could not be started.
+    #[error("failed to start the session thread")]
+    Thread(#[source] std::io::Error),
+}
+
+pub(crate) fn boxed(error: wasmtime::Error) -> BoxError {
+    error.into_boxed_dyn_error()
+}
+
+/// Settings of the compiled sandbox, shared by all its sessions.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SandboxConfig {
+    /// Where compiled code is cached. Default: `$PUSHY_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/pushy`, else `~/.cache/pushy`; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Native stack for wasm code. Default: 8 MiB, large enough that
+    /// Python raises `RecursionError` before the wasm stack overflows.
+    pub max_wasm_stack: usize,
+    /// Limits each new session gets unless it asks for others.
+    pub session: SessionConfig,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            cache_dir: cache::default_dir(),
+            max_wasm_stack: 8 << 20,
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+/// Limits and mounts of one session.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SessionConfig {
+    /// Linear memory the guest may use. Default: 512 MiB.
+    pub memory_limit: usize,
+    /// Guest time per call (time spent waiting on local callbacks is not
+    /// counted). Default: 60 s; `None` means no limit.
+    pub time_limit: Option<Duration>,
+    /// Bytes of stdout+stderr per call; the rest is cut with a notice.
+    /// Default: 64 MiB.
+    pub output_limit: usize,
+    /// Host directories visible to the guest. Default: none.
+    pub mounts: Vec<Mount>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            memory_limit: 512 << 20,
+            time_limit: Some(Duration::from_secs(60)),
+            output_limit: 64 << 20,
+            mounts: Vec::new(),
+        }
+    }
+}
+
+/// A compiled sandbox: cheap to clone, shared by many sessions.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<SandboxInner>,
+}
+
+struct SandboxInner {
+    engine: Engine,
+    pre: AgentPre<HostState>,
+    config: SandboxConfig,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Compiles (or loads from the cache) the guest component.
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let mut wasm_config = Config::new();
+        wasm_config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack)
+            // Unused (calls are synchronous) but must not be below the wasm stack.
+            .async_stack_size(config.max_wasm_stack + (1 << 20));
+        let engine = Engine::new(&wasm_config).map_err(|e| SandboxError::Engine(boxed(e)))?;
+        let component: Component = cache::load_or_compile(
+            &engine,
+            COMPONENT,
+            COMPONENT_SHA256,
+            config.cache_dir.as_deref(),
+        )?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| SandboxError::Link(boxed(e)))?;
+        bindings::Agent::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| SandboxError::Link(boxed(e)))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(AgentPre::new)
+            .map_err(|e| SandboxError::Link(boxed(e)))?;
+        spawn_epoch_ticker(&engine);
+        Ok(Sandbox {
+            inner: Arc::new(SandboxInner {
+                engine,
+                pre,
+                config,
+            }),
+        })
+    }
+
+    /// The configuration this sandbox was created with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// A fresh instance with the given limits, linked to `link`.
+    pub(crate) fn instantiate(
+        &self,
+        config: &SessionConfig,
+        link: Box<dyn SessionLink>,
+    ) -> Result<Instance, SandboxError> {
+        Instance::new(&self.inner.engine, &self.inner.pre, config, link)
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] while the engine lives.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("pushy-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "could not start the epoch ticker; time limits are not enforced");
+    }
+}

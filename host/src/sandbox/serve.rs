@@ -1,0 +1,30 @@
+//! The session loop: answers requests from the local side, one at a time.
+
+use super::Instance;
+use crate::protocol::{ClientMessage, Op, ServerMessage};
+
+/// Serves `instance` until the local side goes away.
+///
+/// Requests run one after another (a Python interpreter is single-threaded),
+/// but the local side may pipeline them: each reply carries its request's id.
+pub(crate) fn serve_session(instance: &mut Instance) {
+    while let Some(message) = instance.link().recv() {
+        match message {
+            ClientMessage::Request { id, op } => {
+                let result = instance.dispatch(op);
+                if !instance.link().send(ServerMessage::Response { id, result }) {
+                    break;
+                }
+            }
+            ClientMessage::Release(entries) => {
+                if !instance.is_dead() {
+                    // A release cannot fail in a way the local side could act on.
+                    let _ = instance.dispatch(Op::Release(entries));
+                }
+            }
+            ClientMessage::CallbackReply { call, .. } => {
+                tracing::debug!(call, "callback reply while no callback runs; ignored");
+            }
+        }
+    }
+}

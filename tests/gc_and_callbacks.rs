@@ -1,0 +1,125 @@
+//! Handle release (GC) and callbacks from the sandbox into the local side.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use common::{drain_output, session};
+use pushy::{CallArgs, Error};
+
+#[tokio::test]
+async fn dropped_handles_return_the_table_to_its_baseline() -> anyhow::Result<()> {
+    let con = session().await;
+    let baseline = con.table_size().await?;
+    let make = con
+        .define("def make(n):\n    return [[] for _ in range(n)]")
+        .await?;
+    let outer = make.call(&(1000,)).await?.into_object()?;
+    let items = outer.iter_batched(250).await?.collect_all().await?;
+    assert_eq!(items.len(), 1000);
+    assert!(con.table_size().await? >= baseline + 1001);
+    drop(items);
+    drop(outer);
+    con.flush_releases();
+    assert_eq!(con.table_size().await?, baseline);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_same_object_sent_twice_is_counted_twice() -> anyhow::Result<()> {
+    let con = session().await;
+    let baseline = con.table_size().await?;
+    con.execute("shared = []").await?;
+    let first = con.eval("shared").await?.into_object()?;
+    let second = con.eval("shared").await?.into_object()?;
+    assert_eq!(first.id(), second.id());
+    assert_eq!(con.table_size().await?, baseline + 1);
+    drop(first);
+    con.flush_releases();
+    // `second` still works: the release carried both counts only once all
+    // local handles for the id were gone.
+    assert_eq!(second.len().await?, 0);
+    drop(second);
+    con.flush_releases();
+    assert_eq!(con.table_size().await?, baseline);
+    Ok(())
+}
+
+#[tokio::test]
+async fn callbacks_round_trip_to_the_local_side() -> anyhow::Result<()> {
+    let con = session().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let cb = con.callback(move |args: CallArgs| -> Result<i64, String> {
+        seen.fetch_add(1, Ordering::SeqCst);
+        let (a, b): (i64, i64) = args.extract().map_err(|e| e.to_string())?;
+        Ok(a * b)
+    });
+    let apply = con
+        .define("def apply(f, xs):\n    return [f(x, x) for x in xs]")
+        .await?;
+    let squares = apply.call(&(&cb, vec![1, 2, 3])).await?.into_object()?;
+    assert_eq!(
+        squares.obtain().await?.extract::<Vec<i64>>()?,
+        vec![1, 4, 9]
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    let failing = con.callback(|_args: CallArgs| -> Result<(), String> { Err("nope".into()) });
+    let call = con.define("def call(f):\n    try:\n        f()\n    except Exception as e:\n        return type(e).__name__ + ': ' + str(e)").await?;
+    let text: String = call.call(&(&failing,)).await?.extract()?;
+    assert_eq!(text, "CallbackError: pushy.CallbackError: nope");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_calls_trampoline_fifty_deep() -> anyhow::Result<()> {
+    let con = session().await;
+    let remote_step = con
+        .define("def step(n, back):\n    return n if n == 0 else back(n - 1)")
+        .await?;
+    let step = pushy::blocking::RemoteObject::from(remote_step.clone());
+    let deepest = Arc::new(AtomicUsize::new(0));
+    let seen = deepest.clone();
+    // The callback passes itself on, so it needs a handle to itself.
+    let slot: Arc<OnceLock<pushy::Callback>> = Arc::new(OnceLock::new());
+    let me = slot.clone();
+    let back = con.callback(move |args: CallArgs| -> Result<i64, Error> {
+        let (n,): (i64,) = args.extract()?;
+        seen.fetch_max(50 - n as usize, Ordering::SeqCst);
+        // local -> remote again while the guest is still inside the outer call
+        step.call(&(n, me.get().expect("registered")))?
+            .extract::<i64>()
+    });
+    assert!(slot.set(back).is_ok());
+    let result = remote_step.call(&(50, slot.get().unwrap())).await?;
+    assert_eq!(result.extract::<i64>()?, 0);
+    assert_eq!(deepest.load(Ordering::SeqCst), 50);
+    // The session is still fine afterwards.
+    assert_eq!(con.eval("2 * 21").await?.extract::<i64>()?, 42);
+    Ok(())
+}
+
+#[tokio::test]
+async fn output_arrives_in_order_on_both_streams() -> anyhow::Result<()> {
+    let con = session().await;
+    let mut output = con.take_output();
+    con.execute("import sys\nprint('one')\nprint('two', file=sys.stderr)\nsys.stdout.write('three')\nsys.stdout.buffer.write(b'!')")
+        .await?;
+    let mut chunks = Vec::new();
+    while let Ok(chunk) = output.try_recv() {
+        chunks.push((chunk.stream, String::from_utf8(chunk.data)?));
+    }
+    use pushy::protocol::OutputStream::{Stderr, Stdout};
+    assert_eq!(
+        chunks,
+        vec![
+            (Stdout, "one\n".to_owned()),
+            (Stderr, "two\n".to_owned()),
+            (Stdout, "three!".to_owned()),
+        ]
+    );
+    let _ = drain_output;
+    Ok(())
+}

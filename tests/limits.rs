@@ -1,0 +1,273 @@
+//! Every limit, obeyed and violated, and the sandbox's walls.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{drain_output, session, session_config, session_with};
+use pushy::{Error, Mount};
+
+#[tokio::test]
+async fn time_limit_obeyed() -> anyhow::Result<()> {
+    let mut config = session_config();
+    config.time_limit = Some(Duration::from_secs(2));
+    let con = session_with(config).await;
+    let n: i64 = con.eval("sum(range(200_000))").await?.extract()?;
+    assert_eq!(n, 19_999_900_000);
+    Ok(())
+}
+
+#[tokio::test]
+async fn time_limit_violated_terminates_the_session_and_a_new_one_works() -> anyhow::Result<()> {
+    let mut config = session_config();
+    config.time_limit = Some(Duration::from_millis(500));
+    let con = session_with(config.clone()).await;
+    let started = Instant::now();
+    let err = con.execute("while True: pass").await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, Error::TimeLimit { limit_ms: 500 }), "{err:?}");
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "deadline + slack exceeded: {took:?}"
+    );
+    assert!(!err.session_survives());
+    let again = con.eval("1").await.unwrap_err();
+    assert!(
+        matches!(again, Error::SessionTerminated { .. }),
+        "{again:?}"
+    );
+    let fresh = session_with(config).await;
+    assert_eq!(fresh.eval("1 + 1").await?.extract::<i64>()?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cpu_burnt_inside_c_code_is_stopped_too() -> anyhow::Result<()> {
+    let mut config = session_config();
+    config.time_limit = Some(Duration::from_millis(500));
+    let con = session_with(config).await;
+    let err = con.eval("sum(range(10**12))").await.unwrap_err();
+    assert!(matches!(err, Error::TimeLimit { .. }), "{err:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn memory_limit_obeyed() -> anyhow::Result<()> {
+    let mut config = session_config();
+    config.memory_limit = 256 << 20;
+    let con = session_with(config).await;
+    let n: usize = con
+        .eval("len(bytearray(100 * 1024 * 1024))")
+        .await?
+        .extract()?;
+    assert_eq!(n, 100 << 20);
+    Ok(())
+}
+
+#[tokio::test]
+async fn memory_limit_violated_is_a_memory_error_and_the_session_goes_on() -> anyhow::Result<()> {
+    let mut config = session_config();
+    config.memory_limit = 128 << 20;
+    let con = session_with(config).await;
+    let err = con
+        .eval("len(bytearray(200 * 1024 * 1024))")
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_python("MemoryError") || matches!(err, Error::MemoryLimit { .. }),
+        "{err:?}"
+    );
+    let err = con
+        .execute("xs = [b'x' * 1024]\nwhile True:\n    xs = xs + xs")
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_python("MemoryError") || matches!(err, Error::MemoryLimit { .. }),
+        "{err:?}"
+    );
+    if err.session_survives() {
+        con.execute("xs = None").await?;
+        assert_eq!(con.eval("1 + 1").await?.extract::<i64>()?, 2);
+    } else {
+        let fresh = session().await;
+        assert_eq!(fresh.eval("1 + 1").await?.extract::<i64>()?, 2);
+    }
+    let huge = con.eval("bytearray(10**10)").await;
+    if let Err(err) = huge {
+        assert!(
+            err.is_python("MemoryError")
+                || err.is_python("OverflowError")
+                || !err.session_survives(),
+            "{err:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn deep_recursion_is_a_recursion_error() -> anyhow::Result<()> {
+    let con = session().await;
+    let err = con.execute("def f(): f()\nf()").await.unwrap_err();
+    assert!(err.is_python("RecursionError"), "{err:?}");
+    assert_eq!(con.eval("1").await?.extract::<i64>()?, 1);
+    // Raising the limit then recursing: a Python error or a terminated
+    // session, never a host crash.
+    let err = con
+        .execute("import sys\nsys.setrecursionlimit(10**6)\ndef g(n): return g(n + 1)\ng(0)")
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_python("RecursionError") || err.is_python("MemoryError") || !err.session_survives(),
+        "{err:?}"
+    );
+    // C-level recursion (repr of a deeply nested list).
+    let con = session().await;
+    let err = con
+        .eval("repr(__import__('functools').reduce(lambda acc, _: [acc], range(10**6), []))")
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_python("RecursionError") || !err.session_survives(),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn output_is_cut_at_the_cap_with_a_notice_and_the_session_survives() -> anyhow::Result<()> {
+    let mut config = session_config();
+    config.output_limit = 64 * 1024;
+    let con = session_with(config).await;
+    let mut rx = con.take_output();
+    con.execute("print('a' * 1000)").await?;
+    let (out, _) = drain_output(&mut rx);
+    assert_eq!(out.len(), 1001);
+    con.execute("for _ in range(10_000):\n    print('x' * 99)")
+        .await?;
+    let (out, err) = drain_output(&mut rx);
+    assert_eq!(out.len(), 64 * 1024);
+    assert!(err.contains("output limit of 65536 bytes reached"), "{err}");
+    assert_eq!(
+        con.eval("'still here'").await?.extract::<String>()?,
+        "still here"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_host_files_no_environment_no_network() -> anyhow::Result<()> {
+    let con = session().await;
+    for code in [
+        "open('/etc/passwd')",
+        "open('../../etc/passwd')",
+        "__import__('os').listdir('/')",
+        "__import__('os').listdir('.')",
+    ] {
+        let err = con.eval(code).await.unwrap_err();
+        assert!(err.is_python("OSError"), "{code}: {err:?}");
+    }
+    assert_eq!(
+        con.eval("dict(__import__('os').environ)")
+            .await?
+            .into_object()?
+            .len()
+            .await?,
+        0
+    );
+    let argv: Vec<String> = con
+        .eval("__import__('sys').argv")
+        .await?
+        .into_object()?
+        .obtain()
+        .await?
+        .extract()?;
+    assert_eq!(argv, vec![String::new()]);
+    for code in [
+        "__import__('socket').create_connection(('127.0.0.1', 22), timeout=1)",
+        "__import__('socket').getaddrinfo('localhost', 80)",
+        "__import__('subprocess').run(['ls'])",
+        "__import__('os').system('ls')",
+        "__import__('threading').Thread(target=print).start()",
+        "__import__('ctypes').CDLL(None)",
+    ] {
+        let err = con.eval(code).await.unwrap_err();
+        assert!(err.session_survives(), "{code}: {err:?}");
+        assert!(err.python().is_some(), "{code}: {err:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn mounts_are_confined_and_read_only_when_asked() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("data.txt"), "hello")?;
+    let secret = tempfile::tempdir()?;
+    std::fs::write(secret.path().join("secret.txt"), "s3cret")?;
+    let mut config = session_config();
+    config.mounts = vec![format!("{}:/data:ro", dir.path().display()).parse::<Mount>()?];
+    let con = session_with(config).await;
+    assert_eq!(
+        con.eval("open('/data/data.txt').read()")
+            .await?
+            .extract::<String>()?,
+        "hello"
+    );
+    let err = con.eval("open('/data/new.txt', 'w')").await.unwrap_err();
+    assert!(err.is_python("OSError"), "{err:?}");
+    let escape = format!(
+        "open('/data/../{}/secret.txt').read()",
+        secret.path().file_name().unwrap().to_string_lossy()
+    );
+    assert!(con.eval(&escape).await.unwrap_err().is_python("OSError"));
+    assert!(
+        con.eval("open('/data/../../etc/passwd').read()")
+            .await
+            .unwrap_err()
+            .is_python("OSError")
+    );
+
+    let rw = tempfile::tempdir()?;
+    let mut config = session_config();
+    config.mounts = vec![format!("{}:/work", rw.path().display()).parse::<Mount>()?];
+    let con = session_with(config).await;
+    con.execute("open('/work/out.txt', 'w').write('written')")
+        .await?;
+    assert_eq!(
+        std::fs::read_to_string(rw.path().join("out.txt"))?,
+        "written"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_whole_stdlib_is_importable_from_memory() -> anyhow::Result<()> {
+    let con = session().await;
+    let failed: Vec<String> = con
+        .eval(
+            "[m for m in ['json', 're', 'decimal', 'asyncio', 'unittest', 'email.mime.text', \
+              'xml.dom.minidom', 'xml.etree.ElementTree', 'argparse', 'csv', 'difflib', \
+              'statistics', 'random', 'uuid', 'tempfile', 'zipfile', 'tarfile', 'sqlite3', \
+              'http.client', 'urllib.parse', 'logging.handlers', 'importlib.metadata', \
+              'tomllib', 'zoneinfo', 'pydoc', 'doctest', 'typing', 'dataclasses'] \
+              if not __import__('importlib').import_module(m)]",
+        )
+        .await
+        .map(|v| v.as_object().cloned())
+        .map(|_| Vec::new())
+        .unwrap_or_else(|e| vec![e.to_string()]);
+    assert!(failed.is_empty(), "{failed:?}");
+    // Sessions do not share seeds from the snapshot.
+    let a = session()
+        .await
+        .eval("__import__('random').random()")
+        .await?
+        .extract::<f64>()?;
+    let b = session()
+        .await
+        .eval("__import__('random').random()")
+        .await?
+        .extract::<f64>()?;
+    assert_ne!(a, b);
+    Ok(())
+}
