@@ -21,6 +21,7 @@ async fn dropped_handles_return_the_table_to_its_baseline() -> anyhow::Result<()
     assert!(con.table_size().await? >= baseline + 1001);
     drop(items);
     drop(outer);
+    drop(make);
     con.flush_releases();
     assert_eq!(con.table_size().await?, baseline);
     Ok(())

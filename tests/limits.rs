@@ -182,7 +182,7 @@ async fn no_host_files_no_environment_no_network() -> anyhow::Result<()> {
         .obtain()
         .await?
         .extract()?;
-    assert_eq!(argv, vec![String::new()]);
+    assert!(argv.iter().all(String::is_empty), "{argv:?}");
     for code in [
         "__import__('socket').create_connection(('127.0.0.1', 22), timeout=1)",
         "__import__('socket').getaddrinfo('localhost', 80)",

@@ -121,10 +121,10 @@ async fn connect(limits: &LimitArgs) -> Result<pushy::Connection, ExitCode> {
     })?;
     let mut config = SandboxConfig::default();
     config.session = session;
-    let sandbox = tokio::task::spawn_blocking(move || Sandbox::new(config))
-        .await
-        .map_err(|e| fail(&format!("{e}")))?
-        .map_err(|e| fail(&format!("{:#}", anyhow::Error::from(e))))?;
+    // Blocking here is fine: nothing else runs on this runtime yet, and a
+    // thread hop would cost more than it saves.
+    let sandbox =
+        Sandbox::new(config).map_err(|e| fail(&format!("{:#}", anyhow::Error::from(e))))?;
     sandbox.connect().await.map_err(|e| report(&e))
 }
 

@@ -919,7 +919,7 @@ mod tests {
 
     #[test]
     fn structs_become_dicts_and_split_into_kwargs() {
-        #[derive(Serialize)]
+        #[derive(serde::Serialize)]
         struct Kw {
             sep: &'static str,
             big: u64,

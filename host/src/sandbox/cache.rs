@@ -1,22 +1,27 @@
 //! On-disk cache of the compiled guest component.
 //!
-//! Compiling the component with Cranelift takes seconds; loading the cached
+//! Compiling the component with Cranelift takes seconds; mapping the cached
 //! artifact takes milliseconds. The file name carries the component's hash
 //! and the engine's compatibility hash (wasmtime version and settings), so a
-//! stale artifact is never picked up. Files are written by atomic rename and
-//! end with a checksum; a corrupt or unwritable cache falls back to compiling
-//! in memory with a warning.
+//! stale artifact is never picked up. The artifact is written by atomic
+//! rename, owner-only, and its length is recorded in a sidecar file written
+//! after it; wasmtime checks the format, version and settings itself when it
+//! maps the file. A file that fails any check is deleted and the component
+//! recompiled; an unwritable cache only costs the compile, with a warning.
+//!
+//! The contents are not checksummed: that would read all 60 MB at every
+//! start, several times the cost of the whole start. The cache directory is
+//! trusted like the binary itself (see SECURITY notes in the README).
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::{SandboxError, boxed};
-
-const TRAILER_MAGIC: &[u8; 8] = b"PUSHYCW1";
 
 pub(super) fn default_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("PUSHY_CACHE_DIR") {
@@ -52,6 +57,7 @@ pub(super) fn load_or_compile(
         Err(reason) => {
             tracing::warn!(path = %path.display(), %reason, "discarding the compiled-component cache");
             let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(sidecar(&path));
         }
     }
     let compiled = compile(engine, component)?;
@@ -67,76 +73,79 @@ fn compile(engine: &Engine, component: &[u8]) -> Result<Component, SandboxError>
 
 /// `Ok(None)`: no cache file. `Err`: a file that must not be used.
 fn load(engine: &Engine, path: &Path) -> Result<Option<Component>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    let started = Instant::now();
+    let recorded = match std::fs::read_to_string(sidecar(path)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return if path.exists() {
+                Err("no length record".into())
+            } else {
+                Ok(None)
+            };
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let actual = match std::fs::metadata(path) {
+        Ok(meta) => meta.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let payload = verify(&bytes)?;
-    // SAFETY: the bytes were produced by `Component::serialize` of an engine
-    // with the same compatibility hash (it is in the file name), written by
-    // atomic rename, and their checksum matches, so they are not truncated
-    // or corrupted. wasmtime also checks the header and version itself.
-    let component = unsafe { Component::deserialize(engine, payload) }
+    check_length(&recorded, actual)?;
+    // SAFETY: the file was produced by `Component::serialize` of an engine
+    // with the same compatibility hash (it is in the file name), written
+    // owner-only by atomic rename, and has the length recorded after it was
+    // written; wasmtime verifies its header, version and engine settings.
+    let component = unsafe { Component::deserialize_file(engine, path) }
         .map_err(|e| format!("wasmtime refused it: {e}"))?;
+    tracing::debug!(elapsed = ?started.elapsed(), "mapped the cached component");
     Ok(Some(component))
 }
 
-/// Checks the trailer (magic, length, CRC32) and returns the payload.
-pub(super) fn verify(bytes: &[u8]) -> Result<&[u8], String> {
-    const TRAILER: usize = 8 + 8 + 4;
-    if bytes.len() < TRAILER {
-        return Err("file too short".into());
+fn sidecar(path: &Path) -> PathBuf {
+    path.with_extension("len")
+}
+
+/// Compares the recorded length with the file's.
+pub(super) fn check_length(recorded: &str, actual: u64) -> Result<(), String> {
+    let expected: u64 = recorded
+        .trim()
+        .parse()
+        .map_err(|_| "unreadable length record".to_owned())?;
+    if expected != actual {
+        return Err(format!(
+            "length {actual}, expected {expected}: truncated or replaced"
+        ));
     }
-    let (payload, trailer) = bytes.split_at(bytes.len() - TRAILER);
-    if &trailer[..8] != TRAILER_MAGIC {
-        return Err("bad trailer".into());
-    }
-    let length = u64::from_le_bytes(trailer[8..16].try_into().expect("8 bytes"));
-    if length != payload.len() as u64 {
-        return Err("truncated".into());
-    }
-    let crc = u32::from_le_bytes(trailer[16..20].try_into().expect("4 bytes"));
-    if crc != crc32fast::hash(payload) {
-        return Err("checksum mismatch".into());
-    }
-    Ok(payload)
+    Ok(())
 }
 
 fn store(component: &Component, dir: &Path, path: &Path) -> Result<(), String> {
-    let payload = component.serialize().map_err(|e| e.to_string())?;
+    let bytes = component.serialize().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    write_atomically(dir, path, &bytes)?;
+    write_atomically(dir, &sidecar(path), bytes.len().to_string().as_bytes())
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
+    // NamedTempFile is created with mode 0600.
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
-    file.write_all(&payload).map_err(|e| e.to_string())?;
-    file.write_all(TRAILER_MAGIC).map_err(|e| e.to_string())?;
-    file.write_all(&(payload.len() as u64).to_le_bytes())
-        .map_err(|e| e.to_string())?;
-    file.write_all(&crc32fast::hash(&payload).to_le_bytes())
-        .map_err(|e| e.to_string())?;
+    file.write_all(bytes).map_err(|e| e.to_string())?;
+    file.as_file().sync_all().map_err(|e| e.to_string())?;
     file.persist(path).map_err(|e| e.to_string())?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::verify;
-
-    fn framed(payload: &[u8]) -> Vec<u8> {
-        let mut out = payload.to_vec();
-        out.extend_from_slice(super::TRAILER_MAGIC);
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        out
-    }
+    use super::check_length;
 
     #[test]
-    fn accepts_intact_and_rejects_damaged_files() {
-        let good = framed(b"compiled code");
-        assert_eq!(verify(&good).unwrap(), b"compiled code");
-        let mut flipped = good.clone();
-        flipped[3] ^= 1;
-        assert_eq!(verify(&flipped).unwrap_err(), "checksum mismatch");
-        assert_eq!(verify(&good[1..]).unwrap_err(), "truncated");
-        assert_eq!(verify(b"short").unwrap_err(), "file too short");
+    fn length_records_catch_truncation_and_garbage() {
+        assert!(check_length("123\n", 123).is_ok());
+        assert!(check_length("123", 122).unwrap_err().contains("truncated"));
+        assert_eq!(
+            check_length("x", 1).unwrap_err(),
+            "unreadable length record"
+        );
     }
 }

@@ -273,9 +273,11 @@ impl Instance {
             Ok(UpdateDeadline::Continue(1))
         });
         store.set_epoch_deadline(1);
+        let started = Instant::now();
         let agent = pre
             .instantiate(&mut store)
             .map_err(|e| SandboxError::Instantiate(boxed(e)))?;
+        tracing::debug!(elapsed = ?started.elapsed(), "instantiated");
         Ok(Instance {
             store,
             agent,

@@ -139,13 +139,18 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// Compiles (or loads from the cache) the guest component.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let started = std::time::Instant::now();
         let mut wasm_config = Config::new();
         wasm_config
             .wasm_component_model(true)
             .epoch_interruption(true)
             .max_wasm_stack(config.max_wasm_stack)
             // Unused (calls are synchronous) but must not be below the wasm stack.
-            .async_stack_size(config.max_wasm_stack + (1 << 20));
+            .async_stack_size(config.max_wasm_stack + (1 << 20))
+            // Python tracebacks are what users read; wasm-level backtraces and
+            // address maps only add metadata that every start must load.
+            .wasm_backtrace_max_frames(None)
+            .generate_address_map(false);
         let engine = Engine::new(&wasm_config).map_err(|e| SandboxError::Engine(boxed(e)))?;
         let component: Component = cache::load_or_compile(
             &engine,
@@ -163,6 +168,7 @@ impl Sandbox {
             .and_then(AgentPre::new)
             .map_err(|e| SandboxError::Link(boxed(e)))?;
         spawn_epoch_ticker(&engine);
+        tracing::debug!(elapsed = ?started.elapsed(), "sandbox ready");
         Ok(Sandbox {
             inner: Arc::new(SandboxInner {
                 engine,
