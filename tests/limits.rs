@@ -240,34 +240,55 @@ async fn mounts_are_confined_and_read_only_when_asked() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Imports every module of the in-memory stdlib; returns (imported,
+/// ImportError names, other failures).
+const IMPORT_EVERYTHING: &str = r#"
+def import_everything():
+    import importlib, sys
+    finder = next(f for f in sys.meta_path if type(f).__name__ == 'MemoryFinder')
+    ok, missing, bad = 0, [], []
+    for name in sorted(finder._store.modules):
+        # antigravity/this print or open a browser on import.
+        if name in ('antigravity', 'this') or name.endswith('__main__'):
+            continue
+        try:
+            importlib.import_module(name)
+            ok += 1
+        except ImportError:
+            missing.append(name)
+        except BaseException as e:
+            bad.append(f'{name}: {type(e).__name__}: {e}')
+    return ok, tuple(missing), tuple(bad)
+"#;
+
 #[tokio::test]
 async fn the_whole_stdlib_is_importable_from_memory() -> anyhow::Result<()> {
-    let con = session().await;
-    let failed: Vec<String> = con
-        .eval(
-            "[m for m in ['json', 're', 'decimal', 'asyncio', 'unittest', 'email.mime.text', \
-              'xml.dom.minidom', 'xml.etree.ElementTree', 'argparse', 'csv', 'difflib', \
-              'statistics', 'random', 'uuid', 'tempfile', 'zipfile', 'tarfile', 'sqlite3', \
-              'http.client', 'urllib.parse', 'logging.handlers', 'importlib.metadata', \
-              'tomllib', 'zoneinfo', 'pydoc', 'doctest', 'typing', 'dataclasses'] \
-              if not __import__('importlib').import_module(m)]",
-        )
-        .await
-        .map(|v| v.as_object().cloned())
-        .map(|_| Vec::new())
-        .unwrap_or_else(|e| vec![e.to_string()]);
-    assert!(failed.is_empty(), "{failed:?}");
+    let mut config = session_config();
+    config.output_limit = 1 << 20;
+    let con = session_with(config).await;
+    let import_everything = con.define(IMPORT_EVERYTHING).await?;
+    let (ok, missing, bad): (usize, Vec<String>, Vec<String>) =
+        import_everything.call(&()).await?.extract()?;
+    assert!(ok >= 480, "only {ok} modules imported; missing: {missing:?}");
+    // Modules whose C part is not in the WASI build fail with ImportError
+    // (ctypes, ssl, tkinter, curses, ...), which is the documented outcome.
+    for name in ["ctypes", "ssl", "tkinter"] {
+        assert!(missing.contains(&name.to_owned()), "{name} should be missing: {missing:?}");
+    }
+    // Upstream CPython on WASI: these two touch os.WNOHANG at import.
+    let known = ["multiprocessing.popen_fork", "multiprocessing.popen_spawn_posix"];
+    let unexpected: Vec<&String> = bad
+        .iter()
+        .filter(|b| !known.iter().any(|k| b.starts_with(&format!("{k}: AttributeError"))))
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    for module in ["json", "re", "decimal", "asyncio", "unittest", "email.mime.text", "sqlite3", "zipfile"] {
+        assert!(!missing.contains(&module.to_owned()), "{module} missing");
+    }
+    assert_eq!(con.eval("1 + 1").await?.extract::<i64>()?, 2);
     // Sessions do not share seeds from the snapshot.
-    let a = session()
-        .await
-        .eval("__import__('random').random()")
-        .await?
-        .extract::<f64>()?;
-    let b = session()
-        .await
-        .eval("__import__('random').random()")
-        .await?
-        .extract::<f64>()?;
+    let a = session().await.eval("__import__('random').random()").await?.extract::<f64>()?;
+    let b = session().await.eval("__import__('random').random()").await?.extract::<f64>()?;
     assert_ne!(a, b);
     Ok(())
 }
