@@ -79,6 +79,7 @@ class Session:
         self._sources: deque[str] = deque()
         self._source_counter = 0
         self._code_cache: dict[tuple[str, str], Any] = {}
+        self._seeded = False
         callbacks = self.callbacks
         callbacks.encode_args = self.encoder.encode
         callbacks.encode_kwargs = self._encode_kwargs
@@ -123,6 +124,8 @@ class Session:
     # -- the one entry point ------------------------------------------------
 
     def dispatch(self, op: Any) -> Any:
+        if not self._seeded:
+            self._seed()
         try:
             result = self.handlers[type(op)](op)
             if type(result) is Encoded:
@@ -156,6 +159,13 @@ class Session:
         return ErrorInfo(
             qualified_name(kind), [qualified_name(base) for base in kind.__mro__[1:]],
             message, text, info)
+
+    def _seed(self) -> None:
+        """Fresh entropy for this session: the snapshot's seed is shared."""
+        self._seeded = True
+        random_module = sys.modules.get("random")
+        if random_module is not None:
+            random_module.seed()
 
     # -- handlers -----------------------------------------------------------
 
