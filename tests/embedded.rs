@@ -256,3 +256,50 @@ async fn blocking_facade_works_without_a_runtime() -> anyhow::Result<()> {
     .expect("thread")?;
     Ok(())
 }
+
+#[tokio::test]
+async fn unknown_handles_are_a_typed_error_and_harmless() -> anyhow::Result<()> {
+    use pushy::protocol::{Op, ReleaseEntry};
+    let con = session().await;
+    let err = con
+        .request_op(Op::GetAttr {
+            target: 987_654_321,
+            name: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidHandle(_)), "{err:?}");
+    // Releasing what was never issued, or twice, changes nothing.
+    let baseline = con.table_size().await?;
+    let kept = con.eval("[1]").await?.into_object()?;
+    con.request_op(Op::Release(vec![ReleaseEntry {
+        id: 987_654_321,
+        count: 3,
+    }]))
+    .await?;
+    assert_eq!(con.table_size().await?, baseline + 1);
+    assert_eq!(kept.len().await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn obtain_respects_its_size_limit() -> anyhow::Result<()> {
+    let con = session().await;
+    let big = con.eval("list(range(100))").await?.into_object()?;
+    let err = big.obtain_limited(10).await.unwrap_err();
+    assert!(err.is_python("ValueError"), "{err:?}");
+    assert_eq!(
+        big.obtain_limited(101).await?.extract::<Vec<i64>>()?.len(),
+        100
+    );
+    // Objects inside a copied container that are not containers stay handles.
+    let mixed = con.eval("[1, object()]").await?.into_object()?;
+    let Value::List(items) = mixed.obtain().await? else {
+        panic!()
+    };
+    assert_eq!(
+        items[1].as_object().map(|o| o.type_name()),
+        Some("builtins.object")
+    );
+    Ok(())
+}

@@ -74,6 +74,25 @@ async fn callbacks_round_trip_to_the_local_side() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn callbacks_held_by_the_guest_are_released_back() -> anyhow::Result<()> {
+    let con = session().await;
+    let cb = con.callback(|_: CallArgs| -> Result<i64, String> { Ok(1) });
+    con.define("def keep(f):\n    global kept\n    kept = f")
+        .await?
+        .call(&(&cb,))
+        .await?;
+    drop(cb);
+    // The guest still holds it: it must stay callable.
+    assert_eq!(con.live_callbacks(), 1);
+    assert_eq!(con.eval("kept()").await?.extract::<i64>()?, 1);
+    con.execute("del kept").await?;
+    // The release rides back with that reply; one more round trip orders it.
+    con.ping().await?;
+    assert_eq!(con.live_callbacks(), 0);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_calls_trampoline_fifty_deep() -> anyhow::Result<()> {
     let con = session().await;

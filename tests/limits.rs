@@ -269,26 +269,56 @@ async fn the_whole_stdlib_is_importable_from_memory() -> anyhow::Result<()> {
     let import_everything = con.define(IMPORT_EVERYTHING).await?;
     let (ok, missing, bad): (usize, Vec<String>, Vec<String>) =
         import_everything.call(&()).await?.extract()?;
-    assert!(ok >= 480, "only {ok} modules imported; missing: {missing:?}");
+    assert!(
+        ok >= 480,
+        "only {ok} modules imported; missing: {missing:?}"
+    );
     // Modules whose C part is not in the WASI build fail with ImportError
     // (ctypes, ssl, tkinter, curses, ...), which is the documented outcome.
     for name in ["ctypes", "ssl", "tkinter"] {
-        assert!(missing.contains(&name.to_owned()), "{name} should be missing: {missing:?}");
+        assert!(
+            missing.contains(&name.to_owned()),
+            "{name} should be missing: {missing:?}"
+        );
     }
     // Upstream CPython on WASI: these two touch os.WNOHANG at import.
-    let known = ["multiprocessing.popen_fork", "multiprocessing.popen_spawn_posix"];
+    let known = [
+        "multiprocessing.popen_fork",
+        "multiprocessing.popen_spawn_posix",
+    ];
     let unexpected: Vec<&String> = bad
         .iter()
-        .filter(|b| !known.iter().any(|k| b.starts_with(&format!("{k}: AttributeError"))))
+        .filter(|b| {
+            !known
+                .iter()
+                .any(|k| b.starts_with(&format!("{k}: AttributeError")))
+        })
         .collect();
     assert!(unexpected.is_empty(), "{unexpected:?}");
-    for module in ["json", "re", "decimal", "asyncio", "unittest", "email.mime.text", "sqlite3", "zipfile"] {
+    for module in [
+        "json",
+        "re",
+        "decimal",
+        "asyncio",
+        "unittest",
+        "email.mime.text",
+        "sqlite3",
+        "zipfile",
+    ] {
         assert!(!missing.contains(&module.to_owned()), "{module} missing");
     }
     assert_eq!(con.eval("1 + 1").await?.extract::<i64>()?, 2);
     // Sessions do not share seeds from the snapshot.
-    let a = session().await.eval("__import__('random').random()").await?.extract::<f64>()?;
-    let b = session().await.eval("__import__('random').random()").await?.extract::<f64>()?;
+    let a = session()
+        .await
+        .eval("__import__('random').random()")
+        .await?
+        .extract::<f64>()?;
+    let b = session()
+        .await
+        .eval("__import__('random').random()")
+        .await?
+        .extract::<f64>()?;
     assert_ne!(a, b);
     Ok(())
 }

@@ -173,6 +173,12 @@ impl Connection {
         self.shared.reply_value(reply)
     }
 
+    /// Sends one raw protocol operation and converts its reply: the
+    /// low-level door for tools and tests; the typed methods cover every op.
+    pub async fn request_op(&self, op: Op) -> Result<Value, Error> {
+        self.call_op(op).await
+    }
+
     /// `eval(expression)` in the session's `__main__` namespace.
     pub async fn eval(&self, expression: &str) -> Result<Value, Error> {
         self.call_op(Op::Eval(expression.to_owned())).await
@@ -244,6 +250,11 @@ impl Connection {
         E: std::fmt::Display,
     {
         self.shared.callbacks.register(self.shared.clone(), f)
+    }
+
+    /// Local callbacks still registered (held locally or by the guest).
+    pub fn live_callbacks(&self) -> usize {
+        self.shared.callbacks.len()
     }
 
     /// Sends the queued releases now instead of at the next interval.

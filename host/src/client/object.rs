@@ -225,6 +225,11 @@ impl RemoteObject {
         self.con().call_op(Op::Len(self.id())).await?.extract()
     }
 
+    /// Whether `len(obj) == 0`.
+    pub async fn is_empty(&self) -> Result<bool, Error> {
+        Ok(self.len().await? == 0)
+    }
+
     /// `key in obj`
     pub async fn contains<K: Serialize + ?Sized>(&self, key: &K) -> Result<bool, Error> {
         let key = self.value(key)?;

@@ -267,7 +267,6 @@ impl<'a> NodeSerializer<'a> {
             depth: self.depth + 1,
             index,
             count: 0,
-            wrapped: false,
         })
     }
 
@@ -287,8 +286,6 @@ struct Compound<'a> {
     depth: usize,
     index: usize,
     count: u32,
-    /// An enum variant wrapped in a one-entry dict: close that too.
-    wrapped: bool,
 }
 
 impl Compound<'_> {
@@ -308,7 +305,6 @@ impl Compound<'_> {
             Node::Dict(n) => *n = count / 2,
             _ => unreachable!("compound opened with a container node"),
         }
-        let _ = self.wrapped;
         Ok(())
     }
 }
