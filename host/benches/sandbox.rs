@@ -10,6 +10,33 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pushy::{ConnectionConfig, OutputMode, Sandbox, SandboxConfig};
 
+/// The interpreters to compare with: the real binary behind `python3` on
+/// PATH (not a pyenv shim script), and the system's `/usr/bin/python3` when
+/// that is a different build.
+fn pythons() -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    if let Ok(out) = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+    {
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if path.exists() {
+            found.push(("python3 on PATH".to_owned(), path));
+        }
+    }
+    let system = PathBuf::from("/usr/bin/python3");
+    if system.exists() {
+        let canonical = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        if !found
+            .iter()
+            .any(|(_, p)| canonical(p) == canonical(&system))
+        {
+            found.push(("/usr/bin/python3".to_owned(), system));
+        }
+    }
+    found
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -52,7 +79,7 @@ fn sessions(c: &mut Criterion) {
         })
     });
     group.bench_function(
-        "pushy: new session + import email.mime.text (not pre-imported)",
+        "pushy: new session + import pydoc (not pre-imported)",
         |b| {
             b.iter(|| {
                 rt.block_on(async {
@@ -60,20 +87,19 @@ fn sessions(c: &mut Criterion) {
                         .connect_with(session.clone(), quiet())
                         .await
                         .unwrap();
-                    con.execute("import email.mime.text").await.unwrap();
+                    con.execute("import pydoc").await.unwrap();
                 })
             })
         },
     );
-    group.bench_function("python3 -c pass (process)", |b| {
-        b.iter(|| {
-            let status = Command::new("python3")
-                .args(["-c", "pass"])
-                .status()
-                .unwrap();
-            assert!(status.success());
-        })
-    });
+    for (name, python) in pythons() {
+        group.bench_function(format!("{name} -c pass (process)"), |b| {
+            b.iter(|| {
+                let status = Command::new(&python).args(["-c", "pass"]).status().unwrap();
+                assert!(status.success());
+            })
+        });
+    }
     group.finish();
 }
 
@@ -130,16 +156,18 @@ fn processes(c: &mut Criterion) {
             assert!(status.success());
         })
     });
-    group.bench_function("python3 examples/hello.py", |b| {
-        b.iter(|| {
-            let status = Command::new("python3")
-                .arg(&hello)
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        })
-    });
+    for (name, python) in pythons() {
+        group.bench_function(format!("{name} examples/hello.py"), |b| {
+            b.iter(|| {
+                let status = Command::new(&python)
+                    .arg(&hello)
+                    .stdout(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            })
+        });
+    }
     group.finish();
 }
 
