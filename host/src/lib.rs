@@ -21,6 +21,8 @@
 //!
 //! - [`protocol`]: the wire messages, data only (values as flat node lists).
 //! - [`sandbox`]: engine, compiled-component cache, instances, limits, the session loop.
+//! - [`transport`]: frames (postcard in length-prefixed frames), handshake and
+//!   authentication, `local:`/`ssh:` children, the `pushy serve` daemon.
 //! - `client`: [`Connection`], [`RemoteObject`], [`Value`], callbacks, targets (re-exported here).
 //! - [`blocking`]: the same API for code without an async runtime.
 
@@ -28,6 +30,7 @@ pub mod blocking;
 mod client;
 pub mod protocol;
 pub mod sandbox;
+pub mod transport;
 
 pub use client::{
     CALLBACK_ERROR_TYPE, CallArgs, Callback, Connection, ConnectionConfig, DEFAULT_OBTAIN_LIMIT,

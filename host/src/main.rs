@@ -1,12 +1,16 @@
 //! The `pushy` command line.
 
+mod repl;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use pushy::{Error, Mount, Sandbox, SandboxConfig, SessionConfig};
+use pushy::transport::auth::Token;
+use pushy::transport::server::{ServerConfig, serve, serve_stdio};
+use pushy::{Connection, ConnectionConfig, Error, Mount, Sandbox, SandboxConfig, SessionConfig};
 
 /// Exit status when a time or memory limit ended the run.
 const EXIT_LIMIT: u8 = 3;
@@ -30,9 +34,15 @@ enum Command {
     Run(RunArgs),
     /// Evaluate an expression in a fresh sandbox and print its repr.
     Eval(EvalArgs),
+    /// An interactive Python prompt whose input runs in the sandbox.
+    Repl(ReplArgs),
+    /// Serve one session over stdin/stdout (what `local:` and `ssh:` start).
+    Host(HostArgs),
+    /// Serve sessions over TCP to `daemon:HOST:PORT` clients.
+    Serve(ServeArgs),
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct LimitArgs {
     /// Time limit per call, in seconds (0: none).
     #[arg(long, value_name = "S", default_value_t = 60.0)]
@@ -48,8 +58,20 @@ struct LimitArgs {
     dirs: Vec<Mount>,
 }
 
+#[derive(Args, Clone)]
+struct TargetArgs {
+    /// Where the sandbox runs: embedded:, local:, daemon:HOST:PORT, ssh:[USER@]HOST[:PORT].
+    #[arg(long, value_name = "URL", default_value = "embedded:")]
+    target: String,
+    /// Token file for daemon: targets [default: $PUSHY_TOKEN_FILE].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
 #[derive(Args)]
 struct RunArgs {
+    #[command(flatten)]
+    target: TargetArgs,
     #[command(flatten)]
     limits: LimitArgs,
     /// The script to run.
@@ -62,9 +84,49 @@ struct RunArgs {
 #[derive(Args)]
 struct EvalArgs {
     #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
     limits: LimitArgs,
     /// A Python expression.
     expression: String,
+}
+
+#[derive(Args)]
+struct ReplArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args)]
+struct HostArgs {
+    /// Speak the protocol on stdin/stdout (the only mode).
+    #[arg(long, required = true)]
+    stdio: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
+    listen: String,
+    /// Clients must prove they know the token in this file [default: $PUSHY_TOKEN_FILE].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Accept clients without a token (only for trusted networks).
+    #[arg(long)]
+    no_auth: bool,
+    /// Sessions at once; more are refused.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_sessions: usize,
+    /// Close a session after this many idle seconds (0: never).
+    #[arg(long, value_name = "S", default_value_t = 900.0)]
+    idle_timeout: f64,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 impl LimitArgs {
@@ -84,6 +146,20 @@ impl LimitArgs {
             .context("--output-limit is too large")?;
         config.mounts = self.dirs.clone();
         Ok(config)
+    }
+
+    /// The same limits as flags for a `pushy host` started elsewhere.
+    fn host_args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--timeout={}", self.timeout),
+            format!("--memory={}", self.memory),
+            format!("--output-limit={}", self.output_limit),
+        ];
+        for dir in &self.dirs {
+            let mode = if dir.read_only { ":ro" } else { "" };
+            args.push(format!("--dir={}:{}{mode}", dir.host.display(), dir.guest));
+        }
+        args
     }
 }
 
@@ -110,22 +186,43 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run(args).await,
             Command::Eval(args) => eval(args).await,
+            Command::Repl(args) => repl::repl(args.target, args.limits).await,
+            Command::Host(args) => host(args),
+            Command::Serve(args) => serve_command(args).await,
         }
     })
 }
 
-async fn connect(limits: &LimitArgs) -> Result<pushy::Connection, ExitCode> {
-    let session = limits.session_config().map_err(|e| {
-        eprintln!("pushy: {e:#}");
-        ExitCode::from(EXIT_USAGE)
-    })?;
+fn usage(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("pushy: {error}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn sandbox_with(session: SessionConfig) -> Result<Sandbox, ExitCode> {
     let mut config = SandboxConfig::default();
     config.session = session;
     // Blocking here is fine: nothing else runs on this runtime yet, and a
     // thread hop would cost more than it saves.
-    let sandbox =
-        Sandbox::new(config).map_err(|e| fail(&format!("{:#}", anyhow::Error::from(e))))?;
-    sandbox.connect().await.map_err(|e| report(&e))
+    Sandbox::new(config).map_err(|e| fail(&format!("{:#}", anyhow::Error::from(e))))
+}
+
+/// Connects to `target` with `limits` (applied by whichever host runs the session).
+pub(crate) async fn connect(
+    target: &TargetArgs,
+    limits: &LimitArgs,
+) -> Result<Connection, ExitCode> {
+    let session = limits.session_config().map_err(usage)?;
+    let parsed: pushy::Target = target.target.parse().map_err(usage)?;
+    if parsed == pushy::Target::Embedded {
+        let sandbox = sandbox_with(session)?;
+        return sandbox.connect().await.map_err(|e| report(&e));
+    }
+    let mut config = ConnectionConfig::default();
+    config.token_file = target.token_file.clone();
+    config.host_args = limits.host_args();
+    pushy::connect_with(&target.target, config)
+        .await
+        .map_err(|e| report(&e))
 }
 
 async fn run(args: RunArgs) -> ExitCode {
@@ -139,7 +236,7 @@ async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let con = match connect(&args.limits).await {
+    let con = match connect(&args.target, &args.limits).await {
         Ok(con) => con,
         Err(code) => return code,
     };
@@ -156,7 +253,7 @@ async fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn eval(args: EvalArgs) -> ExitCode {
-    let con = match connect(&args.limits).await {
+    let con = match connect(&args.target, &args.limits).await {
         Ok(con) => con,
         Err(code) => return code,
     };
@@ -177,13 +274,84 @@ async fn eval(args: EvalArgs) -> ExitCode {
     }
 }
 
+fn host(args: HostArgs) -> ExitCode {
+    let session = match args.limits.session_config() {
+        Ok(session) => session,
+        Err(error) => return usage(error),
+    };
+    let sandbox = match sandbox_with(session.clone()) {
+        Ok(sandbox) => sandbox,
+        Err(code) => return code,
+    };
+    match serve_stdio(&sandbox, &session) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error.to_string()),
+    }
+}
+
+async fn serve_command(args: ServeArgs) -> ExitCode {
+    let session = match args.limits.session_config() {
+        Ok(session) => session,
+        Err(error) => return usage(error),
+    };
+    let token = match Token::from_flag_or_env(args.token_file.as_deref()) {
+        Ok(token) => token,
+        Err(error) => return usage(format!("cannot read the token file: {error}")),
+    };
+    if token.is_none() && !args.no_auth {
+        return usage(
+            "serve needs --token-file FILE (or PUSHY_TOKEN_FILE); --no-auth to accept anyone",
+        );
+    }
+    if !(args.idle_timeout.is_finite() && args.idle_timeout >= 0.0) {
+        return usage("--idle-timeout must be a non-negative number of seconds");
+    }
+    let sandbox = match sandbox_with(session.clone()) {
+        Ok(sandbox) => sandbox,
+        Err(code) => return code,
+    };
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(listener) => listener,
+        Err(error) => return fail(&format!("cannot listen on {}: {error}", args.listen)),
+    };
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut config = ServerConfig::default();
+    config.token = token;
+    config.max_sessions = args.max_sessions.max(1);
+    config.session = session;
+    config.idle_timeout =
+        (args.idle_timeout > 0.0).then(|| Duration::from_secs_f64(args.idle_timeout));
+    eprintln!("pushy: listening on {address}");
+    match serve(listener, sandbox, config, shutdown_signal()).await {
+        Ok(()) => {
+            eprintln!("pushy: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error.to_string()),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("pushy: {message}");
     ExitCode::FAILURE
 }
 
 /// Prints an error the way a user needs it and picks the exit status.
-fn report(error: &Error) -> ExitCode {
+pub(crate) fn report(error: &Error) -> ExitCode {
     match error {
         Error::Python(exception) => {
             let text = if exception.traceback.is_empty() {
@@ -202,6 +370,7 @@ fn report(error: &Error) -> ExitCode {
             eprintln!("pushy: {error}");
             ExitCode::from(EXIT_LIMIT)
         }
+        Error::UnsupportedTarget(_) => usage(error),
         other => fail(&other.to_string()),
     }
 }

@@ -315,6 +315,9 @@ pub enum Failure {
     /// The request made no sense (e.g. a callback reply nobody waits for).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The local side interrupted the call; the session was terminated.
+    #[error("interrupted; the session was terminated (its state is lost)")]
+    Interrupted,
 }
 
 /// What the guest gets while it waits on a local callback.
@@ -335,9 +338,30 @@ pub enum OutputStream {
     Stderr,
 }
 
+/// What each side supports, exchanged in the handshake.
+pub const CAPABILITIES: &[&str] = &["callbacks", "release-batches", "interrupt", "pipelining"];
+
 /// Messages from the local side to the host.
+///
+/// `Hello` is variant 0 with the version as its first field, in every version
+/// of the protocol, so that a mismatch is always recognised and named.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum ClientMessage {
+    /// First message of a connection.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the client.
+        version: u32,
+        /// What the client supports.
+        capabilities: Vec<String>,
+    },
+    /// Answer to the server's challenge: HMAC-SHA256(token, challenge).
+    AuthProof {
+        /// The MAC.
+        #[serde(with = "serde_bytes")]
+        proof: Vec<u8>,
+    },
+    /// Stop the running call now (the session is terminated: its state is lost).
+    Interrupt,
     /// Run `op`; answered by [`ServerMessage::Response`] with the same id.
     Request {
         /// Chosen by the client, unique among its requests in flight.
@@ -356,9 +380,26 @@ pub enum ClientMessage {
     },
 }
 
-/// Messages from the host to the local side.
+/// Messages from the host to the local side. `Hello` is variant 0 forever.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum ServerMessage {
+    /// Answer to the client's `Hello`.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the server.
+        version: u32,
+        /// What the server supports.
+        capabilities: Vec<String>,
+        /// Present when the client must authenticate: random bytes to MAC.
+        #[serde(with = "serde_bytes")]
+        challenge: Option<Vec<u8>>,
+    },
+    /// Handshake complete: requests may follow.
+    Welcome,
+    /// The server refuses the connection and closes it.
+    Refused {
+        /// Why, for the user.
+        reason: String,
+    },
     /// The answer to [`ClientMessage::Request`] `id`.
     Response {
         /// The request's id.

@@ -7,6 +7,7 @@
 //! callback calls.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -35,6 +36,22 @@ pub struct ConnectionConfig {
     pub gc_interval: Duration,
     /// Where remote stdout/stderr go. Default: [`OutputMode::Print`].
     pub output: OutputMode,
+    /// Largest frame accepted from the host. Default: 257 MiB.
+    pub max_frame: usize,
+    /// Token file for `daemon:` targets. Default: `$PUSHY_TOKEN_FILE`.
+    pub token_file: Option<PathBuf>,
+    /// The `pushy` program that `local:` starts. Default:
+    /// `$PUSHY_HOST_PROGRAM`, else this executable if it is `pushy`, else
+    /// `pushy` on PATH.
+    pub host_program: Option<PathBuf>,
+    /// Extra arguments for `pushy host --stdio` started by `local:` and
+    /// `ssh:` (e.g. `--memory 64`).
+    pub host_args: Vec<String>,
+    /// Extra arguments for `ssh` (e.g. `-i KEY`, `-o Option=value`).
+    pub ssh_options: Vec<String>,
+    /// Where `ssh:` targets keep pushed binaries, as the remote shell
+    /// expands it. Default: `$HOME/.cache/pushy/bin`.
+    pub ssh_remote_dir: String,
 }
 
 impl Default for ConnectionConfig {
@@ -42,6 +59,12 @@ impl Default for ConnectionConfig {
         ConnectionConfig {
             gc_interval: Duration::from_secs(5),
             output: OutputMode::Print,
+            max_frame: crate::transport::DEFAULT_MAX_FRAME,
+            token_file: None,
+            host_program: None,
+            host_args: Vec::new(),
+            ssh_options: Vec::new(),
+            ssh_remote_dir: "$HOME/.cache/pushy/bin".to_owned(),
         }
     }
 }
@@ -68,6 +91,9 @@ pub struct OutputChunk {
 }
 
 type ReplySender = oneshot::Sender<Result<Reply, Failure>>;
+
+/// What a transport hands the connection: a message, or why it stopped.
+pub(crate) type Inbound = Result<ServerMessage, String>;
 
 pub(crate) struct Shared {
     /// Distinguishes this connection's handles from another's.
@@ -116,7 +142,7 @@ impl Connection {
     /// on the current tokio runtime.
     pub(crate) fn start(
         outbound: mpsc::UnboundedSender<ClientMessage>,
-        inbound: mpsc::UnboundedReceiver<ServerMessage>,
+        inbound: mpsc::UnboundedReceiver<Inbound>,
         config: ConnectionConfig,
     ) -> Connection {
         let output = match config.output {
@@ -274,6 +300,13 @@ impl Connection {
                 rx
             }
         }
+    }
+
+    /// Asks the host to stop the running call. The session is terminated
+    /// (a trapped instance cannot be reused): the call fails with
+    /// [`Error::Interrupted`] and later calls with [`Error::SessionTerminated`].
+    pub fn interrupt(&self) {
+        self.shared.send(ClientMessage::Interrupt);
     }
 
     /// Releases what is queued and ends the session. Other clones and
@@ -517,10 +550,17 @@ impl Shared {
 }
 
 /// Routes everything the session sends until it goes away.
-async fn dispatch(shared: Weak<Shared>, mut inbound: mpsc::UnboundedReceiver<ServerMessage>) {
+async fn dispatch(shared: Weak<Shared>, mut inbound: mpsc::UnboundedReceiver<Inbound>) {
     while let Some(message) = inbound.recv().await {
         let Some(shared) = shared.upgrade() else {
             return;
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(reason) => {
+                shared.close(&reason);
+                return;
+            }
         };
         match message {
             ServerMessage::Response { id, result } => {
@@ -541,6 +581,13 @@ async fn dispatch(shared: Weak<Shared>, mut inbound: mpsc::UnboundedReceiver<Ser
                 kwargs,
             } => super::callback::run(&shared, call, callback, args, kwargs),
             ServerMessage::ReleaseLocal(entries) => shared.callbacks.release(&entries),
+            ServerMessage::Hello { .. } | ServerMessage::Welcome => {
+                tracing::debug!("handshake message after the handshake; ignored");
+            }
+            ServerMessage::Refused { reason } => {
+                shared.close(&format!("refused by the server: {reason}"));
+                return;
+            }
         }
     }
     if let Some(shared) = shared.upgrade() {

@@ -1,6 +1,8 @@
 //! The `embedded:` backend: a session on a thread of this process, talking
 //! to the connection over in-memory channels (no encoding at all).
 
+use std::collections::VecDeque;
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Connection, ConnectionConfig, Error};
@@ -12,16 +14,32 @@ const HOST_STACK_MARGIN: usize = 8 << 20;
 
 struct ChannelLink {
     inbound: mpsc::UnboundedReceiver<ClientMessage>,
-    outbound: mpsc::UnboundedSender<ServerMessage>,
+    outbound: mpsc::UnboundedSender<Result<ServerMessage, String>>,
+    /// Messages taken while looking for an interrupt, in order.
+    pending: VecDeque<ClientMessage>,
 }
 
 impl SessionLink for ChannelLink {
     fn recv(&mut self) -> Option<ClientMessage> {
-        self.inbound.blocking_recv()
+        self.pending
+            .pop_front()
+            .or_else(|| self.inbound.blocking_recv())
+    }
+
+    fn poll_interrupt(&mut self) -> bool {
+        loop {
+            match self.inbound.try_recv() {
+                Ok(ClientMessage::Interrupt) => return true,
+                Ok(message) => self.pending.push_back(message),
+                Err(mpsc::error::TryRecvError::Empty) => return false,
+                // The connection is gone: nobody waits for this call.
+                Err(mpsc::error::TryRecvError::Disconnected) => return true,
+            }
+        }
     }
 
     fn send(&mut self, message: ServerMessage) -> bool {
-        self.outbound.send(message).is_ok()
+        self.outbound.send(Ok(message)).is_ok()
     }
 }
 
@@ -49,6 +67,7 @@ impl Sandbox {
                 let link = Box::new(ChannelLink {
                     inbound: session_rx,
                     outbound: session_tx,
+                    pending: VecDeque::new(),
                 });
                 match sandbox.instantiate(&session, link) {
                     Ok(mut instance) => {

@@ -84,6 +84,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The call was interrupted; the session was terminated (state lost).
+    #[error("interrupted; the session was terminated and its state is lost")]
+    Interrupted,
+    /// The transport failed: peer gone, EOF mid-frame, version mismatch,
+    /// authentication refused, ...
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
     /// A handle that this session never issued or has already freed.
     #[error("invalid handle: {0}")]
     InvalidHandle(String),
@@ -157,6 +164,7 @@ impl From<Failure> for Error {
             },
             Failure::Terminated { reason } => Error::SessionTerminated { reason },
             Failure::BadRequest(message) => Error::BadArgument(message),
+            Failure::Interrupted => Error::Interrupted,
         }
     }
 }

@@ -65,9 +65,21 @@ pub async fn connect_with(target: &str, config: ConnectionConfig) -> Result<Conn
                 .connect_with(sandbox.config().session.clone(), config)
                 .await
         }
-        _ => Err(Error::UnsupportedTarget(format!(
-            "{target} (only embedded: is available in this build)"
-        ))),
+        Target::Local => crate::transport::connect_local(config).await,
+        Target::Daemon(address) => {
+            let token =
+                crate::transport::auth::Token::from_flag_or_env(config.token_file.as_deref())
+                    .map_err(crate::transport::TransportError::Io)?;
+            let stream = tokio::net::TcpStream::connect(&address)
+                .await
+                .map_err(crate::transport::TransportError::Io)?;
+            stream
+                .set_nodelay(true)
+                .map_err(crate::transport::TransportError::Io)?;
+            let (reader, writer) = stream.into_split();
+            crate::transport::start_stream(reader, writer, config, token, ()).await
+        }
+        Target::Ssh(destination) => crate::transport::connect_ssh(&destination, config).await,
     }
 }
 

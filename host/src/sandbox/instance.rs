@@ -22,6 +22,12 @@ pub(crate) trait SessionLink: Send {
     fn recv(&mut self) -> Option<ClientMessage>;
     /// Sends a message; `false` when the local side has gone.
     fn send(&mut self, message: ServerMessage) -> bool;
+    /// Checks, without blocking, whether the local side asked to interrupt
+    /// the running call (or is gone). Other messages are kept for `recv`.
+    /// Called every epoch tick while the guest runs.
+    fn poll_interrupt(&mut self) -> bool {
+        false
+    }
 }
 
 /// What the trampoline owes a nested request once the guest replies.
@@ -48,6 +54,7 @@ pub(crate) struct HostState {
     /// Time of the current call spent waiting on the local side.
     waited: Duration,
     time_limit_hit: bool,
+    interrupted: bool,
 }
 
 /// Denies growth past the session's memory limit and remembers that it did.
@@ -118,6 +125,13 @@ impl HostState {
                 Some(ClientMessage::Release(entries)) => {
                     self.nested.push(Nested::Release);
                     break Inbound::Request(Op::Release(entries));
+                }
+                Some(ClientMessage::Interrupt) => {
+                    self.interrupted = true;
+                    return Err(wasmtime::format_err!("interrupted during a callback"));
+                }
+                Some(ClientMessage::Hello { .. } | ClientMessage::AuthProof { .. }) => {
+                    tracing::debug!("handshake message inside a session; ignored");
                 }
                 Some(ClientMessage::CallbackReply { call, reply }) => {
                     if self.callbacks.last() == Some(&call) {
@@ -258,11 +272,16 @@ impl Instance {
             call_started: Instant::now(),
             waited: Duration::ZERO,
             time_limit_hit: false,
+            interrupted: false,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
+            if state.link.poll_interrupt() {
+                state.interrupted = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
             if let Some(limit) = state.time_limit {
                 let used = state.call_started.elapsed().saturating_sub(state.waited);
                 if used > limit {
@@ -309,6 +328,7 @@ impl Instance {
         state.output_used = 0;
         state.callbacks.clear();
         state.nested.clear();
+        state.interrupted = false;
         self.store.set_epoch_deadline(1);
         let op = bindings::op_to_wit(op);
         match self.agent.call_dispatch(&mut self.store, &op) {
@@ -323,6 +343,9 @@ impl Instance {
 
     fn classify(&mut self, error: wasmtime::Error) -> Failure {
         let state = self.store.data();
+        if state.interrupted {
+            return Failure::Interrupted;
+        }
         if state.time_limit_hit {
             return Failure::TimeLimit {
                 limit_ms: state.time_limit.map_or(0, |d| d.as_millis() as u64),

@@ -25,6 +25,10 @@ pub(crate) fn serve_session(instance: &mut Instance) {
             ClientMessage::CallbackReply { call, .. } => {
                 tracing::debug!(call, "callback reply while no callback runs; ignored");
             }
+            // Nothing runs: nothing to interrupt. A repeated handshake is ignored.
+            ClientMessage::Interrupt
+            | ClientMessage::Hello { .. }
+            | ClientMessage::AuthProof { .. } => {}
         }
     }
 }

@@ -1,0 +1,292 @@
+//! The host's end of a byte-stream transport, driven synchronously by the
+//! session thread itself: it reads frames straight off the pipe or socket
+//! and writes replies straight back, with no thread hand-off per message.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::{TransportError, WireCodec};
+use crate::protocol::{CAPABILITIES, ClientMessage, PROTOCOL_VERSION, ServerMessage};
+use crate::sandbox::SessionLink;
+use crate::transport::auth::{self, Token};
+
+/// Timeouts and sizes of a host-side link.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkLimits {
+    /// Longest wait for the next message between calls (`None`: forever).
+    pub idle_timeout: Option<Duration>,
+    /// Longest time a started frame may take to arrive completely.
+    pub frame_timeout: Duration,
+    /// Largest frame accepted.
+    pub max_frame: usize,
+}
+
+impl Default for LinkLimits {
+    fn default() -> Self {
+        LinkLimits {
+            idle_timeout: None,
+            frame_timeout: Duration::from_secs(30),
+            max_frame: super::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+pub(crate) struct BlockingLink<R, W> {
+    reader: R,
+    writer: W,
+    codec: WireCodec<ClientMessage, ServerMessage>,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    scratch: Vec<u8>,
+    /// Messages read while looking for an interrupt, in order.
+    pending: VecDeque<ClientMessage>,
+    limits: LinkLimits,
+    /// When the frame now in `read_buf` started to arrive.
+    frame_started: Option<Instant>,
+    failed: Option<TransportError>,
+}
+
+impl<R: Read + AsFd + Send, W: Write + Send> BlockingLink<R, W> {
+    pub(crate) fn new(reader: R, writer: W, limits: LinkLimits) -> Self {
+        BlockingLink {
+            reader,
+            writer,
+            codec: WireCodec::new(limits.max_frame),
+            read_buf: BytesMut::with_capacity(64 * 1024),
+            write_buf: BytesMut::with_capacity(64 * 1024),
+            scratch: vec![0; 256 * 1024],
+            pending: VecDeque::new(),
+            limits,
+            frame_started: None,
+            failed: None,
+        }
+    }
+
+    /// New timeouts, e.g. once the handshake is done.
+    pub(crate) fn set_limits(&mut self, limits: LinkLimits) {
+        self.codec = WireCodec::new(limits.max_frame);
+        self.limits = limits;
+    }
+
+    /// Waits until the reader has data, at most `timeout`.
+    fn wait_readable(&self, timeout: Option<Duration>) -> Result<bool, TransportError> {
+        let spec = timeout.map(|t| Timespec {
+            tv_sec: t.as_secs() as _,
+            tv_nsec: t.subsec_nanos() as _,
+        });
+        let mut fds = [PollFd::new(&self.reader, PollFlags::IN)];
+        loop {
+            match poll(&mut fds, spec.as_ref()) {
+                Ok(n) => return Ok(n > 0),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(TransportError::Io(e.into())),
+            }
+        }
+    }
+
+    /// Reads once; `false` on end of stream.
+    fn fill(&mut self) -> Result<bool, TransportError> {
+        let n = loop {
+            match self.reader.read(&mut self.scratch) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(TransportError::Io(e)),
+            }
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        if self.read_buf.is_empty() {
+            self.frame_started = Some(Instant::now());
+        }
+        self.read_buf.extend_from_slice(&self.scratch[..n]);
+        Ok(true)
+    }
+
+    fn decode(&mut self) -> Result<Option<ClientMessage>, TransportError> {
+        let message = self.codec.decode(&mut self.read_buf)?;
+        if message.is_some() {
+            self.frame_started = if self.read_buf.is_empty() {
+                None
+            } else {
+                Some(Instant::now())
+            };
+        }
+        Ok(message)
+    }
+
+    /// The next message; `Ok(None)` on a clean end of stream.
+    pub(crate) fn read_message(&mut self) -> Result<Option<ClientMessage>, TransportError> {
+        if let Some(message) = self.pending.pop_front() {
+            return Ok(Some(message));
+        }
+        loop {
+            if let Some(message) = self.decode()? {
+                return Ok(Some(message));
+            }
+            let timeout = match self.frame_started {
+                Some(started) => Some(
+                    self.limits
+                        .frame_timeout
+                        .checked_sub(started.elapsed())
+                        .ok_or_else(|| {
+                            TransportError::Timeout("a frame arrived too slowly".into())
+                        })?,
+                ),
+                None => self.limits.idle_timeout,
+            };
+            if !self.wait_readable(timeout)? {
+                return Err(TransportError::Timeout(if self.frame_started.is_some() {
+                    "a frame arrived too slowly".into()
+                } else {
+                    "the connection was idle too long".into()
+                }));
+            }
+            if !self.fill()? {
+                return if self.read_buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(TransportError::EofMidFrame)
+                };
+            }
+        }
+    }
+
+    pub(crate) fn write_message(&mut self, message: ServerMessage) -> Result<(), TransportError> {
+        self.write_buf.clear();
+        self.codec.encode(message, &mut self.write_buf)?;
+        self.writer.write_all(&self.write_buf)?;
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    /// The server's side of the handshake; `token` demands authentication.
+    pub(crate) fn accept(&mut self, token: Option<&Token>) -> Result<(), TransportError> {
+        let refuse = |link: &mut Self, reason: String, error: TransportError| {
+            let _ = link.write_message(ServerMessage::Refused { reason });
+            Err(error)
+        };
+        match self.read_message()? {
+            Some(ClientMessage::Hello { version, .. }) if version == PROTOCOL_VERSION => {}
+            Some(ClientMessage::Hello { version, .. }) => {
+                // Our Hello names our version, so the client can name both.
+                let _ = self.write_message(ServerMessage::Hello {
+                    version: PROTOCOL_VERSION,
+                    capabilities: Vec::new(),
+                    challenge: None,
+                });
+                let error = TransportError::VersionMismatch {
+                    client: version,
+                    server: PROTOCOL_VERSION,
+                };
+                return refuse(self, error.to_string(), error);
+            }
+            Some(_) => {
+                let reason = "a request arrived before the handshake".to_owned();
+                return refuse(self, reason.clone(), TransportError::Handshake(reason));
+            }
+            None => return Err(TransportError::PeerGone),
+        }
+        let challenge = token.map(|_| auth::challenge());
+        self.write_message(ServerMessage::Hello {
+            version: PROTOCOL_VERSION,
+            capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            challenge: challenge.clone(),
+        })?;
+        if let (Some(token), Some(challenge)) = (token, challenge) {
+            match self.read_message()? {
+                Some(ClientMessage::AuthProof { proof }) if token.verify(&challenge, &proof) => {}
+                Some(ClientMessage::AuthProof { .. }) => {
+                    let reason = "authentication failed: wrong token".to_owned();
+                    return refuse(self, reason.clone(), TransportError::AuthFailed(reason));
+                }
+                Some(_) => {
+                    let reason = "authentication required".to_owned();
+                    return refuse(self, reason.clone(), TransportError::AuthFailed(reason));
+                }
+                None => return Err(TransportError::PeerGone),
+            }
+        }
+        self.write_message(ServerMessage::Welcome)
+    }
+
+    /// Refuses the connection after the handshake started (e.g. server full).
+    pub(crate) fn refuse(&mut self, reason: &str) {
+        let _ = self.write_message(ServerMessage::Refused {
+            reason: reason.to_owned(),
+        });
+    }
+}
+
+impl<R: Read + AsFd + Send, W: Write + Send> SessionLink for BlockingLink<R, W> {
+    fn recv(&mut self) -> Option<ClientMessage> {
+        if self.failed.is_some() {
+            return None;
+        }
+        match self.read_message() {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::info!(%error, "closing the session's link");
+                self.failed = Some(error);
+                None
+            }
+        }
+    }
+
+    fn send(&mut self, message: ServerMessage) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        match self.write_message(message) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::info!(%error, "the local side stopped reading");
+                self.failed = Some(error);
+                false
+            }
+        }
+    }
+
+    fn poll_interrupt(&mut self) -> bool {
+        if self.failed.is_some() {
+            // The local side is gone: stop burning CPU for it.
+            return true;
+        }
+        loop {
+            match self.wait_readable(Some(Duration::ZERO)) {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(_) => return true,
+            }
+            match self.fill() {
+                Ok(true) => {}
+                // End of stream while a call runs: nobody will read the result.
+                Ok(false) => {
+                    self.failed = Some(TransportError::PeerGone);
+                    return true;
+                }
+                Err(error) => {
+                    self.failed = Some(error);
+                    return true;
+                }
+            }
+            loop {
+                match self.decode() {
+                    Ok(Some(ClientMessage::Interrupt)) => return true,
+                    Ok(Some(message)) => self.pending.push_back(message),
+                    Ok(None) => break,
+                    Err(error) => {
+                        self.failed = Some(error);
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+}

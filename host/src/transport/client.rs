@@ -1,0 +1,129 @@
+//! The local side of a byte-stream transport: handshake, then two tasks
+//! that move frames between the stream and the connection's channels.
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use super::auth::Token;
+use super::{TransportError, WireCodec};
+use crate::client::{Connection, ConnectionConfig, Error};
+use crate::protocol::{CAPABILITIES, ClientMessage, PROTOCOL_VERSION, ServerMessage};
+
+type Codec = WireCodec<ServerMessage, ClientMessage>;
+
+/// Runs the handshake over `reader`/`writer` and starts a connection on it.
+/// `keep_alive` (e.g. the child process) lives as long as the reader task.
+pub(crate) async fn start_stream<R, W, K>(
+    reader: R,
+    writer: W,
+    config: ConnectionConfig,
+    token: Option<Token>,
+    keep_alive: K,
+) -> Result<Connection, Error>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    K: Send + 'static,
+{
+    let codec = Codec::new(config.max_frame);
+    let mut frames_in = FramedRead::new(reader, codec.clone());
+    let mut frames_out = FramedWrite::new(writer, codec);
+
+    frames_out
+        .send(ClientMessage::Hello {
+            version: PROTOCOL_VERSION,
+            capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+        })
+        .await?;
+    let challenge = match next(&mut frames_in).await? {
+        ServerMessage::Hello {
+            version, challenge, ..
+        } if version == PROTOCOL_VERSION => challenge,
+        ServerMessage::Hello { version, .. } => {
+            return Err(TransportError::VersionMismatch {
+                client: PROTOCOL_VERSION,
+                server: version,
+            }
+            .into());
+        }
+        ServerMessage::Refused { reason } => return Err(refused(reason).into()),
+        other => return Err(TransportError::Handshake(format!("unexpected {other:?}")).into()),
+    };
+    if let Some(challenge) = challenge {
+        let token = token.ok_or_else(|| {
+            TransportError::AuthFailed(
+                "the server requires a token (--token-file or PUSHY_TOKEN_FILE)".into(),
+            )
+        })?;
+        frames_out
+            .send(ClientMessage::AuthProof {
+                proof: token.prove(&challenge),
+            })
+            .await?;
+    }
+    match next(&mut frames_in).await? {
+        ServerMessage::Welcome => {}
+        ServerMessage::Refused { reason } => return Err(refused(reason).into()),
+        other => return Err(TransportError::Handshake(format!("unexpected {other:?}")).into()),
+    }
+
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(message) = out_rx.recv().await {
+            // Write what is queued in one go, then flush once.
+            let mut result = frames_out.feed(message).await;
+            while result.is_ok() {
+                match out_rx.try_recv() {
+                    Ok(message) => result = frames_out.feed(message).await,
+                    Err(_) => break,
+                }
+            }
+            if let Err(error) = result.and(frames_out.flush().await) {
+                tracing::debug!(%error, "writing to the host failed");
+                break;
+            }
+        }
+        // Dropping the writer closes our side: the host sees EOF and ends.
+    });
+    tokio::spawn(async move {
+        let _keep_alive = keep_alive;
+        loop {
+            match frames_in.next().await {
+                Some(Ok(message)) => {
+                    if in_tx.send(Ok(message)).is_err() {
+                        break;
+                    }
+                }
+                Some(Err(error)) => {
+                    let _ = in_tx.send(Err(error.to_string()));
+                    break;
+                }
+                None => {
+                    let _ = in_tx.send(Err(TransportError::PeerGone.to_string()));
+                    break;
+                }
+            }
+        }
+    });
+    Ok(Connection::start(out_tx, in_rx, config))
+}
+
+fn refused(reason: String) -> TransportError {
+    if reason.starts_with("authentication") {
+        TransportError::AuthFailed(reason)
+    } else {
+        TransportError::Refused(reason)
+    }
+}
+
+async fn next<R: AsyncRead + Unpin>(
+    frames: &mut FramedRead<R, Codec>,
+) -> Result<ServerMessage, TransportError> {
+    match frames.next().await {
+        Some(result) => result,
+        None => Err(TransportError::PeerGone),
+    }
+}

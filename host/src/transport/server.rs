@@ -1,0 +1,208 @@
+//! `pushy serve`: many sessions over TCP, each on its own thread with its
+//! own sandbox instance, behind a handshake with challenge-response
+//! authentication, a cap on sessions, idle and frame timeouts, and an
+//! orderly shutdown.
+
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::auth::Token;
+use super::{BlockingLink, LinkLimits, TransportError};
+use crate::sandbox::{Sandbox, SessionConfig, serve_session};
+
+/// Native stack of a session thread beyond what wasm may use.
+const HOST_STACK_MARGIN: usize = 8 << 20;
+
+/// Settings of a daemon.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Clients must prove they know this token. `None` lets anyone in.
+    pub token: Option<Token>,
+    /// Sessions at once; more are refused with a clear message. Default: 64.
+    pub max_sessions: usize,
+    /// Limits of every session. Default: [`SessionConfig::default`].
+    pub session: SessionConfig,
+    /// A session with no message for this long is closed. Default: 15 min.
+    pub idle_timeout: Option<Duration>,
+    /// Time to complete the handshake. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// Time for one frame to arrive once it started. Default: 30 s.
+    pub frame_timeout: Duration,
+    /// Largest frame accepted. Default: 257 MiB.
+    pub max_frame: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            token: None,
+            max_sessions: 64,
+            session: SessionConfig::default(),
+            idle_timeout: Some(Duration::from_secs(15 * 60)),
+            handshake_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(30),
+            max_frame: super::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// Live connections, so that shutdown can close them.
+#[derive(Default)]
+struct Live {
+    next: AtomicU64,
+    sockets: Mutex<HashMap<u64, TcpStream>>,
+}
+
+/// Serves `listener` until `shutdown` resolves; then stops accepting, closes
+/// every connection (a running call is interrupted) and waits for the
+/// sessions to end.
+pub async fn serve(
+    listener: TcpListener,
+    sandbox: Sandbox,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(config.max_sessions));
+    let live = Arc::new(Live::default());
+    let config = Arc::new(config);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let permit = slots.clone().try_acquire_owned().ok();
+        if let Err(error) = start_connection(stream, peer, permit, &sandbox, &config, &live) {
+            tracing::warn!(%peer, %error, "could not start a session");
+        }
+    }
+    tracing::info!("shutting down: closing every connection");
+    drop(listener);
+    for socket in live.sockets.lock().expect("live lock").values() {
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+    // Every session holds a slot; when all are back, all sessions ended.
+    let all = u32::try_from(config.max_sessions).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await;
+    Ok(())
+}
+
+fn start_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+    sandbox: &Sandbox,
+    config: &Arc<ServerConfig>,
+    live: &Arc<Live>,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    let id = live.next.fetch_add(1, Ordering::Relaxed);
+    live.sockets
+        .lock()
+        .expect("live lock")
+        .insert(id, stream.try_clone()?);
+    let reader = stream.try_clone()?;
+    let (sandbox, config, live) = (sandbox.clone(), config.clone(), live.clone());
+    let stack = sandbox.config().max_wasm_stack + HOST_STACK_MARGIN;
+    let spawned = std::thread::Builder::new()
+        .name(format!("pushy-session-{id}"))
+        .stack_size(stack)
+        .spawn(move || {
+            run_connection(reader, stream, peer, permit, &sandbox, &config);
+            live.sockets.lock().expect("live lock").remove(&id);
+        });
+    spawned.map(drop)
+}
+
+fn run_connection(
+    reader: TcpStream,
+    writer: TcpStream,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+    sandbox: &Sandbox,
+    config: &ServerConfig,
+) {
+    let mut link = BlockingLink::new(
+        reader,
+        writer,
+        LinkLimits {
+            idle_timeout: Some(config.handshake_timeout),
+            frame_timeout: config.frame_timeout.min(config.handshake_timeout),
+            max_frame: config.max_frame,
+        },
+    );
+    let Some(permit) = permit else {
+        // Answer the Hello, then say why, so the client can tell the user.
+        let _ = link.read_message();
+        link.refuse(&format!(
+            "server busy: the limit of {} sessions is reached",
+            config.max_sessions
+        ));
+        tracing::info!(%peer, "refused: session limit reached");
+        return;
+    };
+    if let Err(error) = link.accept(config.token.as_ref()) {
+        match error {
+            TransportError::AuthFailed(_) => tracing::warn!(%peer, %error, "authentication failed"),
+            _ => tracing::info!(%peer, %error, "handshake failed"),
+        }
+        return;
+    }
+    link.set_limits(LinkLimits {
+        idle_timeout: config.idle_timeout,
+        frame_timeout: config.frame_timeout,
+        max_frame: config.max_frame,
+    });
+    tracing::info!(%peer, "session started");
+    match sandbox.instantiate(&config.session, Box::new(link)) {
+        Ok(mut instance) => serve_session(&mut instance),
+        Err(error) => tracing::error!(%peer, %error, "could not create the session's instance"),
+    }
+    tracing::info!(%peer, "session ended");
+    drop(permit);
+}
+
+/// `pushy host --stdio`: one session over this process's stdin and stdout,
+/// until the peer closes them. The parent that started us is trusted (it
+/// owns our pipes), so there is no token.
+pub fn serve_stdio(sandbox: &Sandbox, session: &SessionConfig) -> Result<(), crate::Error> {
+    use std::os::fd::AsFd;
+    let stdin = std::fs::File::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(TransportError::Io)?,
+    );
+    let stdout = std::fs::File::from(
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(TransportError::Io)?,
+    );
+    let mut link = BlockingLink::new(
+        stdin,
+        std::io::BufWriter::with_capacity(64 * 1024, stdout),
+        LinkLimits::default(),
+    );
+    link.accept(None)?;
+    let mut instance = sandbox.instantiate(session, Box::new(link))?;
+    serve_session(&mut instance);
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! `local:` and `ssh:` — a `pushy host --stdio` child, local or through ssh.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+use tokio::process::Command;
+
+use super::{TransportError, start_stream};
+use crate::client::{Connection, ConnectionConfig, Error};
+
+/// Environment variable naming the `pushy` program to start.
+pub const HOST_PROGRAM_ENV: &str = "PUSHY_HOST_PROGRAM";
+
+/// The `pushy` binary to run as a host.
+fn host_program(config: &ConnectionConfig) -> PathBuf {
+    if let Some(program) = &config.host_program {
+        return program.clone();
+    }
+    if let Some(program) = std::env::var_os(HOST_PROGRAM_ENV) {
+        return PathBuf::from(program);
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && exe.file_name().is_some_and(|n| n == "pushy")
+    {
+        return exe;
+    }
+    PathBuf::from("pushy")
+}
+
+fn spawn_error(what: &str, error: impl std::fmt::Display) -> Error {
+    TransportError::Spawn {
+        what: what.to_owned(),
+        reason: error.to_string(),
+    }
+    .into()
+}
+
+/// `local:`: a child `pushy host --stdio` on this machine.
+pub(crate) async fn connect_local(config: ConnectionConfig) -> Result<Connection, Error> {
+    let program = host_program(&config);
+    let mut child = Command::new(&program)
+        .args(["host", "--stdio"])
+        .args(&config.host_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| spawn_error(&format!("{} host --stdio", program.display()), e))?;
+    let stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    start_stream(stdout, stdin, config, None, child).await
+}
+
+/// Quotes a word for a POSIX shell.
+fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+    {
+        return word.to_owned();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// `[USER@]HOST[:PORT]` split into ssh's destination and port.
+fn ssh_destination(target: &str) -> (String, Option<String>) {
+    match target.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (host.to_owned(), Some(port.to_owned()))
+        }
+        _ => (target.to_owned(), None),
+    }
+}
+
+fn ssh_command(target: &str, config: &ConnectionConfig, remote: &str) -> Command {
+    let (destination, port) = ssh_destination(target);
+    let mut command = Command::new("ssh");
+    command
+        .args(["-o", "BatchMode=yes"])
+        .args(&config.ssh_options);
+    if let Some(port) = port {
+        command.args(["-p", &port]);
+    }
+    command.arg("--").arg(destination).arg(remote);
+    command
+}
+
+/// SHA-256 of this host program, computed once per process.
+async fn program_hash(program: &Path) -> Result<String, Error> {
+    static HASHES: OnceLock<std::sync::Mutex<Vec<(PathBuf, String)>>> = OnceLock::new();
+    let cache = HASHES.get_or_init(Default::default);
+    if let Some((_, hash)) = cache
+        .lock()
+        .expect("hash lock")
+        .iter()
+        .find(|(p, _)| p == program)
+    {
+        return Ok(hash.clone());
+    }
+    let path = program.to_owned();
+    let hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok(hex::encode(hasher.finalize()))
+    })
+    .await
+    .map_err(|e| spawn_error("hashing", e))?
+    .map_err(|e| spawn_error(&format!("reading {}", program.display()), e))?;
+    cache
+        .lock()
+        .expect("hash lock")
+        .push((program.to_owned(), hash.clone()));
+    Ok(hash)
+}
+
+/// `ssh:[USER@]HOST[:PORT]`: runs `pushy host --stdio` on the remote, after
+/// pushing this very binary there if the remote has no copy of it yet
+/// (zero-install, like Pushy). Copies live under a path keyed by the
+/// binary's hash, so different versions never mix.
+pub(crate) async fn connect_ssh(
+    target: &str,
+    config: ConnectionConfig,
+) -> Result<Connection, Error> {
+    let program = resolve_on_path(&host_program(&config));
+    let hash = program_hash(&program).await?;
+    let dir = &config.ssh_remote_dir;
+    let remote = format!("{dir}/pushy-{}", &hash[..32]);
+    let arch = std::env::consts::ARCH;
+
+    // 1. Is the right binary there already? (exit 97: no; 98: other arch)
+    let probe =
+        format!("[ \"$(uname -m)\" = {arch} ] || exit 98; [ -x \"{remote}\" ] || exit 97; exit 0");
+    let output = ssh_command(target, &config, &probe)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| spawn_error("ssh", e))?;
+    match output.status.code() {
+        Some(0) => {}
+        Some(97) => push_binary(target, &config, &program, dir, &remote).await?,
+        Some(98) => {
+            return Err(spawn_error(
+                &format!("pushy on {target}"),
+                format!("the remote is not {arch}; this binary cannot run there"),
+            ));
+        }
+        _ => {
+            return Err(spawn_error(
+                &format!("ssh {target}"),
+                String::from_utf8_lossy(&output.stderr).trim(),
+            ));
+        }
+    }
+
+    // 2. Run it.
+    let mut run = format!("exec \"{remote}\" host --stdio");
+    for arg in &config.host_args {
+        run.push(' ');
+        run.push_str(&shell_quote(arg));
+    }
+    let mut child = ssh_command(target, &config, &run)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| spawn_error("ssh", e))?;
+    let stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    start_stream(stdout, stdin, config, None, child).await
+}
+
+async fn push_binary(
+    target: &str,
+    config: &ConnectionConfig,
+    program: &Path,
+    dir: &str,
+    remote: &str,
+) -> Result<(), Error> {
+    tracing::info!(target, remote, "pushing pushy to the remote host");
+    let script = format!(
+        "umask 077 && mkdir -p \"{dir}\" && cat > \"{remote}.tmp.$$\" && chmod 700 \"{remote}.tmp.$$\" && mv \"{remote}.tmp.$$\" \"{remote}\""
+    );
+    let mut child = ssh_command(target, config, &script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| spawn_error("ssh", e))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut file = tokio::fs::File::open(program)
+        .await
+        .map_err(|e| spawn_error(&format!("reading {}", program.display()), e))?;
+    let copied = tokio::io::copy(&mut file, &mut stdin).await;
+    drop(stdin);
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| spawn_error("ssh", e))?;
+    if let Err(error) = copied {
+        return Err(spawn_error("pushing the binary", error));
+    }
+    if !output.status.success() {
+        return Err(spawn_error(
+            "pushing the binary",
+            String::from_utf8_lossy(&output.stderr).trim(),
+        ));
+    }
+    Ok(())
+}
+
+/// A bare program name resolved through PATH (the file itself is pushed).
+fn resolve_on_path(program: &Path) -> PathBuf {
+    if program.components().count() > 1 {
+        return program.to_owned();
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or_else(|| program.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_and_quoting() {
+        assert_eq!(
+            ssh_destination("me@host:2222"),
+            ("me@host".into(), Some("2222".into()))
+        );
+        assert_eq!(ssh_destination("host"), ("host".into(), None));
+        assert_eq!(shell_quote("--memory"), "--memory");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
