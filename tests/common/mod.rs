@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -45,4 +47,13 @@ pub fn drain_output(
         }
     }
     (out, err)
+}
+
+/// Connection settings for tests: output captured, `local:` runs the
+/// `pushy` binary built with the tests.
+pub fn quiet_config() -> ConnectionConfig {
+    let mut config = ConnectionConfig::default();
+    config.output = OutputMode::Capture;
+    config.host_program = Some(env!("CARGO_BIN_EXE_pushy").into());
+    config
 }

@@ -204,11 +204,19 @@ impl<R: Read + AsFd + Send, W: Write + Send> BlockingLink<R, W> {
                 Some(ClientMessage::AuthProof { proof }) if token.verify(&challenge, &proof) => {}
                 Some(ClientMessage::AuthProof { .. }) => {
                     let reason = "authentication failed: wrong token".to_owned();
-                    return refuse(self, reason.clone(), TransportError::AuthFailed(reason));
+                    return refuse(
+                        self,
+                        reason,
+                        TransportError::AuthFailed("wrong token".into()),
+                    );
                 }
                 Some(_) => {
-                    let reason = "authentication required".to_owned();
-                    return refuse(self, reason.clone(), TransportError::AuthFailed(reason));
+                    let reason = "authentication failed: a token is required".to_owned();
+                    return refuse(
+                        self,
+                        reason,
+                        TransportError::AuthFailed("no proof sent".into()),
+                    );
                 }
                 None => return Err(TransportError::PeerGone),
             }

@@ -112,10 +112,9 @@ where
 }
 
 fn refused(reason: String) -> TransportError {
-    if reason.starts_with("authentication") {
-        TransportError::AuthFailed(reason)
-    } else {
-        TransportError::Refused(reason)
+    match reason.strip_prefix("authentication failed: ") {
+        Some(why) => TransportError::AuthFailed(why.to_owned()),
+        None => TransportError::Refused(reason),
     }
 }
 

@@ -1,0 +1,271 @@
+//! Every operation over every transport: embedded:, local: (a child over
+//! pipes) and daemon: (TCP with a token); GC, nested callbacks, pipelining,
+//! and what bad peers get.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::daemon::Daemon;
+use common::quiet_config;
+use pushy::{CallArgs, Connection, Error};
+
+async fn connect(target: &str, daemon: Option<&Daemon>) -> Connection {
+    let config = daemon.map(Daemon::config).unwrap_or_else(quiet_config);
+    pushy::connect_with(target, config).await.expect("connect")
+}
+
+/// The operations a user does, on one connection.
+async fn exercise(con: &Connection) -> anyhow::Result<()> {
+    let os = con.modules().import("os.path").await?;
+    let joined: String = os.call_method("join", &("a", "b")).await?.extract()?;
+    assert_eq!(joined, "a/b");
+    let f = con.define("def add(a, b=0):\n    return a + b").await?;
+    assert_eq!(f.call(&(2, 3)).await?.extract::<i64>()?, 5);
+    let kw = std::collections::HashMap::from([("b", 10)]);
+    assert_eq!(f.call_kw(&(1,), &kw).await?.extract::<i64>()?, 11);
+    let d = con.eval("{'k': [1, 2, 3]}").await?.into_object()?;
+    let k = d.getitem(&"k").await?.into_object()?;
+    assert_eq!(k.len().await?, 3);
+    assert_eq!(k.iter_batched(2).await?.collect_all().await?.len(), 3);
+    assert_eq!(d.repr().await?, "{'k': [1, 2, 3]}");
+    let err = con.eval("{}['missing']").await.unwrap_err();
+    let exc = err.python().expect("python error");
+    assert_eq!(exc.type_name, "builtins.KeyError");
+    assert!(
+        exc.traceback.contains("KeyError: 'missing'"),
+        "{}",
+        exc.traceback
+    );
+    // 16 MiB there and back.
+    let big = vec![7u8; 16 << 20];
+    let echo = con.eval("lambda b: b").await?.into_object()?;
+    let back = echo.call(&(serde_bytes::Bytes::new(&big),)).await?;
+    assert!(matches!(&back, pushy::Value::Bytes(b) if b.len() == big.len()));
+    // Output arrives as events.
+    let mut output = con.take_output();
+    con.execute("print('hello out')").await?;
+    let chunk = output.recv().await.expect("output");
+    assert_eq!(chunk.data, b"hello out\n");
+    Ok(())
+}
+
+async fn callbacks_nest_fifty_deep(con: &Connection) -> anyhow::Result<()> {
+    let remote_step = con
+        .define("def step(n, back):\n    return n if n == 0 else back(n - 1)")
+        .await?;
+    let step = pushy::blocking::RemoteObject::from(remote_step.clone());
+    let deepest = Arc::new(AtomicUsize::new(0));
+    let seen = deepest.clone();
+    let slot: Arc<OnceLock<pushy::Callback>> = Arc::new(OnceLock::new());
+    let me = slot.clone();
+    let back = con.callback(move |args: CallArgs| -> Result<i64, Error> {
+        let (n,): (i64,) = args.extract()?;
+        seen.fetch_max(50 - n as usize, Ordering::SeqCst);
+        step.call(&(n, me.get().expect("registered")))?
+            .extract::<i64>()
+    });
+    assert!(slot.set(back).is_ok());
+    let result = remote_step.call(&(50, slot.get().unwrap())).await?;
+    assert_eq!(result.extract::<i64>()?, 0);
+    assert_eq!(deepest.load(Ordering::SeqCst), 50);
+    Ok(())
+}
+
+async fn gc_returns_to_baseline(con: &Connection, handles: usize) -> anyhow::Result<()> {
+    let baseline = con.table_size().await?;
+    let make = con
+        .define("def make(n):\n    return [object() for _ in range(n)]")
+        .await?;
+    let list = make.call(&(handles,)).await?.into_object()?;
+    let items = list.iter_batched(10_000).await?.collect_all().await?;
+    assert_eq!(items.len(), handles);
+    assert!(con.table_size().await? >= baseline + handles);
+    drop(items);
+    drop(list);
+    drop(make);
+    con.flush_releases();
+    assert_eq!(con.table_size().await?, baseline);
+    Ok(())
+}
+
+async fn pipelined_requests_all_come_back(con: &Connection) -> anyhow::Result<()> {
+    let calls = (0..64).map(|i| {
+        let con = con.clone();
+        async move { con.eval(&format!("{i} * 2")).await?.extract::<i64>() }
+    });
+    let results = futures::future::try_join_all(calls).await?;
+    assert_eq!(results, (0..64).map(|i| i * 2).collect::<Vec<i64>>());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_does_everything() -> anyhow::Result<()> {
+    let con = connect("embedded:", None).await;
+    exercise(&con).await?;
+    callbacks_nest_fifty_deep(&con).await?;
+    gc_returns_to_baseline(&con, 100_000).await?;
+    pipelined_requests_all_come_back(&con).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_does_everything() -> anyhow::Result<()> {
+    let con = connect("local:", None).await;
+    exercise(&con).await?;
+    callbacks_nest_fifty_deep(&con).await?;
+    gc_returns_to_baseline(&con, 100_000).await?;
+    pipelined_requests_all_come_back(&con).await?;
+    con.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_does_everything() -> anyhow::Result<()> {
+    let daemon = Daemon::start(&[]);
+    let con = connect(&daemon.url(), Some(&daemon)).await;
+    exercise(&con).await?;
+    callbacks_nest_fifty_deep(&con).await?;
+    gc_returns_to_baseline(&con, 100_000).await?;
+    pipelined_requests_all_come_back(&con).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_ten_thousand_held_handles_at_once_over_local_completes() -> anyhow::Result<()> {
+    let mut config = quiet_config();
+    config.gc_interval = Duration::ZERO; // every drop is its own release message
+    let con = pushy::connect_with("local:", config).await?;
+    let baseline = con.table_size().await?;
+    let objects = con
+        .eval("[object() for _ in range(10_000)]")
+        .await?
+        .into_object()?;
+    let held = objects.iter_batched(10_000).await?.collect_all().await?;
+    drop(objects);
+    drop(held);
+    let started = Instant::now();
+    assert_eq!(con.table_size().await?, baseline);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    Ok(())
+}
+
+#[tokio::test]
+async fn daemon_limits_errors_come_through_typed() -> anyhow::Result<()> {
+    let daemon = Daemon::start(&["--timeout", "0.5"]);
+    let con = connect(&daemon.url(), Some(&daemon)).await;
+    let err = con.execute("while True: pass").await.unwrap_err();
+    assert!(matches!(err, Error::TimeLimit { limit_ms: 500 }), "{err:?}");
+    let again = con.eval("1").await.unwrap_err();
+    assert!(
+        matches!(again, Error::SessionTerminated { .. }),
+        "{again:?}"
+    );
+    // A new session works at once.
+    let fresh = connect(&daemon.url(), Some(&daemon)).await;
+    assert_eq!(fresh.eval("1 + 1").await?.extract::<i64>()?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn daemon_refuses_wrong_or_missing_tokens() -> anyhow::Result<()> {
+    let daemon = Daemon::start(&[]);
+    let mut config = quiet_config();
+    config.token_file = None;
+    let err = pushy::connect_with(&daemon.url(), config.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport(pushy::transport::TransportError::AuthFailed(_))
+        ),
+        "{err:?}"
+    );
+    let dir = tempfile::tempdir()?;
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-right-token-at-all")?;
+    config.token_file = Some(wrong);
+    let err = pushy::connect_with(&daemon.url(), config)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Transport(pushy::transport::TransportError::AuthFailed(why)) if why == "wrong token"),
+        "{err:?}"
+    );
+    // The daemon still serves those who know the token.
+    let con = connect(&daemon.url(), Some(&daemon)).await;
+    assert_eq!(con.eval("3").await?.extract::<i64>()?, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn daemon_caps_sessions_and_frees_the_slot() -> anyhow::Result<()> {
+    let daemon = Daemon::start(&["--max-sessions", "1"]);
+    let first = connect(&daemon.url(), Some(&daemon)).await;
+    assert_eq!(first.eval("1").await?.extract::<i64>()?, 1);
+    let err = pushy::connect_with(&daemon.url(), daemon.config())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("server busy"), "{err}");
+    first.close().await?;
+    // The slot comes back once the first session ends.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match pushy::connect_with(&daemon.url(), daemon.config()).await {
+            Ok(con) => {
+                assert_eq!(con.eval("2").await?.extract::<i64>()?, 2);
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                assert!(e.to_string().contains("server busy"), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("slot never came back: {e}"),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn peer_death_mid_call_is_a_typed_error_not_a_hang() -> anyhow::Result<()> {
+    let mut daemon = Daemon::start(&["--timeout", "60"]);
+    let con = connect(&daemon.url(), Some(&daemon)).await;
+    let call = tokio::spawn({
+        let con = con.clone();
+        async move { con.execute("while True: pass").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon.child.kill()?;
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(5), call).await??;
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Closed(_)), "{err:?}");
+    assert!(err.to_string().contains("closed"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    Ok(())
+}
+
+#[tokio::test]
+async fn interrupt_stops_a_running_call_and_says_the_state_is_lost() -> anyhow::Result<()> {
+    for target in ["embedded:", "local:"] {
+        let con = connect(target, None).await;
+        con.execute("x = 1").await?;
+        let call = tokio::spawn({
+            let con = con.clone();
+            async move { con.execute("while True: pass").await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        con.interrupt();
+        let err = tokio::time::timeout(Duration::from_secs(5), call)
+            .await??
+            .unwrap_err();
+        assert!(matches!(err, Error::Interrupted), "{target}: {err:?}");
+        assert!(!err.session_survives());
+        assert!(matches!(
+            con.eval("x").await.unwrap_err(),
+            Error::SessionTerminated { .. }
+        ));
+    }
+    Ok(())
+}
