@@ -65,6 +65,11 @@ def main():
         native = get("process", f"{label} examples/hello.py")
         if run and native:
             print(f"| `pushy run hello.py` ≤ ½ of `{label} hello.py` | {fmt(run)} vs {fmt(native)} | {run / native:.2f} |")
+    for label, raw_name in (("local", "pipe ping-pong"), ("daemon", "TCP ping-pong")):
+        raw = get("raw", raw_name)
+        call = get("transport", f"{label}: method call")
+        if raw and call:
+            print(f"| method call over `{label}:` above the raw {raw_name} | {fmt(call)} − {fmt(raw)} | +{fmt(call - raw)} |")
     ping = get("round_trip", "ping")
     method = get("round_trip", "method call")
     if ping and method:
