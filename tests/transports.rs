@@ -269,3 +269,76 @@ async fn interrupt_stops_a_running_call_and_says_the_state_is_lost() -> anyhow::
     }
     Ok(())
 }
+
+/// A self-signed certificate for 127.0.0.1 and localhost, made with openssl.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    (cert, key)
+}
+
+#[tokio::test]
+async fn daemon_speaks_tls_when_asked() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = self_signed(dir.path());
+    let daemon = Daemon::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let mut config = daemon.config();
+    config.tls_ca = Some(cert.clone());
+    let con = pushy::connect_with(&daemon.url(), config.clone()).await?;
+    exercise(&con).await?;
+    // A plain-TCP client gets a clear error, not a hang.
+    let plain = tokio::time::timeout(
+        Duration::from_secs(15),
+        pushy::connect_with(&daemon.url(), daemon.config()),
+    )
+    .await?;
+    assert!(plain.is_err());
+    // A client that trusts another CA refuses the server.
+    let other = tempfile::tempdir()?;
+    let (other_cert, _) = self_signed(other.path());
+    config.tls_ca = Some(other_cert);
+    let err = pushy::connect_with(&daemon.url(), config)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport(pushy::transport::TransportError::Tls(_))
+        ),
+        "{err:?}"
+    );
+    // The TLS daemon still serves its real clients.
+    assert_eq!(con.eval("2 ** 10").await?.extract::<i64>()?, 1024);
+    Ok(())
+}

@@ -66,6 +66,9 @@ struct TargetArgs {
     /// Token file for daemon: targets [default: $PUSHY_TOKEN_FILE].
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Speak TLS to a daemon: target, trusting the CA certificate(s) in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -119,6 +122,12 @@ struct ServeArgs {
     /// Accept clients without a token (only for trusted networks).
     #[arg(long)]
     no_auth: bool,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Sessions at once; more are refused.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_sessions: usize,
@@ -219,6 +228,7 @@ pub(crate) async fn connect(
     }
     let mut config = ConnectionConfig::default();
     config.token_file = target.token_file.clone();
+    config.tls_ca = target.tls_ca.clone();
     config.host_args = limits.host_args();
     pushy::connect_with(&target.target, config)
         .await
@@ -306,6 +316,13 @@ async fn serve_command(args: ServeArgs) -> ExitCode {
     if !(args.idle_timeout.is_finite() && args.idle_timeout >= 0.0) {
         return usage("--idle-timeout must be a non-negative number of seconds");
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match pushy::transport::tls::server_config(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(error) => return usage(error),
+        },
+        _ => None,
+    };
     let sandbox = match sandbox_with(session.clone()) {
         Ok(sandbox) => sandbox,
         Err(code) => return code,
@@ -320,6 +337,7 @@ async fn serve_command(args: ServeArgs) -> ExitCode {
         .unwrap_or_default();
     let mut config = ServerConfig::default();
     config.token = token;
+    config.tls = tls;
     config.max_sessions = args.max_sessions.max(1);
     config.session = session;
     config.idle_timeout =

@@ -40,6 +40,9 @@ pub struct ConnectionConfig {
     pub max_frame: usize,
     /// Token file for `daemon:` targets. Default: `$PUSHY_TOKEN_FILE`.
     pub token_file: Option<PathBuf>,
+    /// Speak TLS to `daemon:` targets, trusting the CA certificate(s) in
+    /// this PEM file. Default: plain TCP.
+    pub tls_ca: Option<PathBuf>,
     /// The `pushy` program that `local:` starts. Default:
     /// `$PUSHY_HOST_PROGRAM`, else this executable if it is `pushy`, else
     /// `pushy` on PATH.
@@ -61,6 +64,7 @@ impl Default for ConnectionConfig {
             output: OutputMode::Print,
             max_frame: crate::transport::DEFAULT_MAX_FRAME,
             token_file: None,
+            tls_ca: None,
             host_program: None,
             host_args: Vec::new(),
             ssh_options: Vec::new(),

@@ -76,6 +76,23 @@ pub async fn connect_with(target: &str, config: ConnectionConfig) -> Result<Conn
             stream
                 .set_nodelay(true)
                 .map_err(crate::transport::TransportError::Io)?;
+            if let Some(ca) = &config.tls_ca {
+                use crate::transport::TransportError;
+                let tls = crate::transport::tls::client_config(ca)?;
+                let host = address
+                    .rsplit_once(':')
+                    .map_or(address.as_str(), |(host, _)| host)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| TransportError::Tls(format!("bad server name {host}: {e}")))?;
+                let stream = tokio_rustls::TlsConnector::from(tls)
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| TransportError::Tls(e.to_string()))?;
+                let (reader, writer) = tokio::io::split(stream);
+                return crate::transport::start_stream(reader, writer, config, token, ()).await;
+            }
             let (reader, writer) = stream.into_split();
             crate::transport::start_stream(reader, writer, config, token, ()).await
         }

@@ -11,8 +11,8 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub(crate) use pushy::agent::host;
-pub(crate) use pushy::agent::types as wit;
+pub(crate) use self::pushy::agent::host;
+pub(crate) use self::pushy::agent::types as wit;
 
 pub(crate) fn value_to_wit(value: wire::WireValue) -> Vec<wit::Node> {
     value.0.into_iter().map(node_to_wit).collect()

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -37,9 +37,52 @@ impl Default for LinkLimits {
     }
 }
 
-pub(crate) struct BlockingLink<R, W> {
-    reader: R,
-    writer: W,
+/// A duplex byte stream a session thread can block on.
+pub(crate) trait LinkStream: Read + Write + Send {
+    /// The descriptor to wait on for readability.
+    fn poll_fd(&self) -> BorrowedFd<'_>;
+    /// Whether bytes are already buffered above the descriptor (TLS).
+    fn buffered(&mut self) -> bool {
+        false
+    }
+}
+
+impl LinkStream for std::net::TcpStream {
+    fn poll_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+/// This process's stdin and stdout as one stream.
+pub(crate) struct Stdio {
+    pub(crate) input: std::fs::File,
+    pub(crate) output: std::io::BufWriter<std::fs::File>,
+}
+
+impl Read for Stdio {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl Write for Stdio {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.output.flush()
+    }
+}
+
+impl LinkStream for Stdio {
+    fn poll_fd(&self) -> BorrowedFd<'_> {
+        self.input.as_fd()
+    }
+}
+
+pub(crate) struct BlockingLink<S> {
+    stream: S,
     codec: WireCodec<ClientMessage, ServerMessage>,
     read_buf: BytesMut,
     write_buf: BytesMut,
@@ -52,11 +95,10 @@ pub(crate) struct BlockingLink<R, W> {
     failed: Option<TransportError>,
 }
 
-impl<R: Read + AsFd + Send, W: Write + Send> BlockingLink<R, W> {
-    pub(crate) fn new(reader: R, writer: W, limits: LinkLimits) -> Self {
+impl<S: LinkStream> BlockingLink<S> {
+    pub(crate) fn new(stream: S, limits: LinkLimits) -> Self {
         BlockingLink {
-            reader,
-            writer,
+            stream,
             codec: WireCodec::new(limits.max_frame),
             read_buf: BytesMut::with_capacity(64 * 1024),
             write_buf: BytesMut::with_capacity(64 * 1024),
@@ -75,12 +117,18 @@ impl<R: Read + AsFd + Send, W: Write + Send> BlockingLink<R, W> {
     }
 
     /// Waits until the reader has data, at most `timeout`.
-    fn wait_readable(&self, timeout: Option<Duration>) -> Result<bool, TransportError> {
+    fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<bool, TransportError> {
+        if self.stream.buffered() {
+            return Ok(true);
+        }
         let spec = timeout.map(|t| Timespec {
             tv_sec: t.as_secs() as _,
             tv_nsec: t.subsec_nanos() as _,
         });
-        let mut fds = [PollFd::new(&self.reader, PollFlags::IN)];
+        let mut fds = [PollFd::from_borrowed_fd(
+            self.stream.poll_fd(),
+            PollFlags::IN,
+        )];
         loop {
             match poll(&mut fds, spec.as_ref()) {
                 Ok(n) => return Ok(n > 0),
@@ -93,7 +141,7 @@ impl<R: Read + AsFd + Send, W: Write + Send> BlockingLink<R, W> {
     /// Reads once; `false` on end of stream.
     fn fill(&mut self) -> Result<bool, TransportError> {
         let n = loop {
-            match self.reader.read(&mut self.scratch) {
+            match self.stream.read(&mut self.scratch) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(TransportError::Io(e)),
@@ -161,8 +209,8 @@ impl<R: Read + AsFd + Send, W: Write + Send> BlockingLink<R, W> {
     pub(crate) fn write_message(&mut self, message: ServerMessage) -> Result<(), TransportError> {
         self.write_buf.clear();
         self.codec.encode(message, &mut self.write_buf)?;
-        self.writer.write_all(&self.write_buf)?;
-        self.writer.flush()?;
+        self.stream.write_all(&self.write_buf)?;
+        self.stream.flush()?;
         Ok(())
     }
 
@@ -232,7 +280,7 @@ impl<R: Read + AsFd + Send, W: Write + Send> BlockingLink<R, W> {
     }
 }
 
-impl<R: Read + AsFd + Send, W: Write + Send> SessionLink for BlockingLink<R, W> {
+impl<S: LinkStream> SessionLink for BlockingLink<S> {
     fn recv(&mut self) -> Option<ClientMessage> {
         if self.failed.is_some() {
             return None;

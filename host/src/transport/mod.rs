@@ -10,8 +10,9 @@ mod client;
 pub mod codec;
 pub mod server;
 mod spawn;
+pub mod tls;
 
-pub(crate) use blocking_link::{BlockingLink, LinkLimits};
+pub(crate) use blocking_link::{BlockingLink, LinkLimits, LinkStream, Stdio};
 pub(crate) use client::start_stream;
 pub use codec::{DEFAULT_MAX_FRAME, WireCodec};
 pub(crate) use spawn::{connect_local, connect_ssh};
@@ -58,6 +59,9 @@ pub enum TransportError {
     /// The peer sent nothing for too long.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// TLS could not be set up, or its handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Starting the transport's process failed.
     #[error("cannot start {what}: {reason}")]
     Spawn {

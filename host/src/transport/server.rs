@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Token;
-use super::{BlockingLink, LinkLimits, TransportError};
+use super::{BlockingLink, LinkLimits, LinkStream, Stdio, TransportError};
 use crate::sandbox::{Sandbox, SessionConfig, serve_session};
 
 /// Native stack of a session thread beyond what wasm may use.
@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub frame_timeout: Duration,
     /// Largest frame accepted. Default: 257 MiB.
     pub max_frame: usize,
+    /// Serve TLS with this certificate (see [`super::tls::server_config`]).
+    /// Default: plain TCP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +52,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             frame_timeout: Duration::from_secs(30),
             max_frame: super::DEFAULT_MAX_FRAME,
+            tls: None,
         }
     }
 }
@@ -118,30 +122,38 @@ fn start_connection(
         .lock()
         .expect("live lock")
         .insert(id, stream.try_clone()?);
-    let reader = stream.try_clone()?;
     let (sandbox, config, live) = (sandbox.clone(), config.clone(), live.clone());
     let stack = sandbox.config().max_wasm_stack + HOST_STACK_MARGIN;
     let spawned = std::thread::Builder::new()
         .name(format!("pushy-session-{id}"))
         .stack_size(stack)
         .spawn(move || {
-            run_connection(reader, stream, peer, permit, &sandbox, &config);
+            match config.tls.clone() {
+                None => run_connection(stream, peer, permit, &sandbox, &config),
+                Some(tls) => {
+                    // A backstop: rustls reads inside its own handshake, where
+                    // our poll-based timeouts cannot reach.
+                    let _ = stream.set_read_timeout(Some(config.handshake_timeout));
+                    match super::tls::TlsServerStream::new(tls, stream) {
+                        Ok(stream) => run_connection(stream, peer, permit, &sandbox, &config),
+                        Err(error) => tracing::warn!(%peer, %error, "TLS setup failed"),
+                    }
+                }
+            }
             live.sockets.lock().expect("live lock").remove(&id);
         });
     spawned.map(drop)
 }
 
-fn run_connection(
-    reader: TcpStream,
-    writer: TcpStream,
+fn run_connection<S: LinkStream + 'static>(
+    stream: S,
     peer: SocketAddr,
     permit: Option<OwnedSemaphorePermit>,
     sandbox: &Sandbox,
     config: &ServerConfig,
 ) {
     let mut link = BlockingLink::new(
-        reader,
-        writer,
+        stream,
         LinkLimits {
             idle_timeout: Some(config.handshake_timeout),
             frame_timeout: config.frame_timeout.min(config.handshake_timeout),
@@ -196,11 +208,11 @@ pub fn serve_stdio(sandbox: &Sandbox, session: &SessionConfig) -> Result<(), cra
             .try_clone_to_owned()
             .map_err(TransportError::Io)?,
     );
-    let mut link = BlockingLink::new(
-        stdin,
-        std::io::BufWriter::with_capacity(64 * 1024, stdout),
-        LinkLimits::default(),
-    );
+    let stdio = Stdio {
+        input: stdin,
+        output: std::io::BufWriter::with_capacity(64 * 1024, stdout),
+    };
+    let mut link = BlockingLink::new(stdio, LinkLimits::default());
     link.accept(None)?;
     let mut instance = sandbox.instantiate(session, Box::new(link))?;
     serve_session(&mut instance);

@@ -1,0 +1,109 @@
+//! Optional TLS (rustls) for `daemon:` links that leave the machine.
+//!
+//! The server presents a certificate (`--tls-cert`, `--tls-key`); the client
+//! trusts the CA given by `--tls-ca`. Token authentication still runs inside
+//! the TLS channel.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::TransportError;
+use super::blocking_link::LinkStream;
+
+fn tls_error(what: &str, path: &Path, error: impl std::fmt::Display) -> TransportError {
+    TransportError::Tls(format!("{what} {}: {error}", path.display()))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The server's TLS settings from PEM files.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TransportError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| tls_error("cannot read", cert, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error("bad certificate in", cert, e))?;
+    if chain.is_empty() {
+        return Err(tls_error("no certificate in", cert, "empty"));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error("cannot read the key", key, e))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// The client's TLS settings: trust the CA certificates in `ca`.
+pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| tls_error("cannot read", ca, e))? {
+        let cert = cert.map_err(|e| tls_error("bad certificate in", ca, e))?;
+        roots
+            .add(cert)
+            .map_err(|e| tls_error("unusable certificate in", ca, e))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A blocking server-side TLS stream for a session thread.
+pub(crate) struct TlsServerStream(rustls::StreamOwned<rustls::ServerConnection, TcpStream>);
+
+impl TlsServerStream {
+    pub(crate) fn new(
+        config: Arc<rustls::ServerConfig>,
+        socket: TcpStream,
+    ) -> Result<Self, TransportError> {
+        let connection = rustls::ServerConnection::new(config)
+            .map_err(|e| TransportError::Tls(e.to_string()))?;
+        Ok(TlsServerStream(rustls::StreamOwned::new(
+            connection, socket,
+        )))
+    }
+}
+
+impl Read for TlsServerStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for TlsServerStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl LinkStream for TlsServerStream {
+    fn poll_fd(&self) -> BorrowedFd<'_> {
+        self.0.sock.as_fd()
+    }
+
+    fn buffered(&mut self) -> bool {
+        // Decrypted bytes may wait in rustls while the socket has nothing new.
+        self.0
+            .conn
+            .process_new_packets()
+            .map(|state| state.plaintext_bytes_to_read() > 0)
+            .unwrap_or(true)
+    }
+}
