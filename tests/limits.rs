@@ -322,3 +322,32 @@ async fn the_whole_stdlib_is_importable_from_memory() -> anyhow::Result<()> {
     assert_ne!(a, b);
     Ok(())
 }
+
+#[tokio::test]
+async fn binary_and_unicode_output_pass_through_exactly_and_do_not_leak() -> anyhow::Result<()> {
+    let mut config = session_config();
+    config.memory_limit = 128 << 20;
+    config.output_limit = 1 << 30;
+    let con = session_with(config).await;
+    let mut rx = con.take_output();
+    con.execute(
+        "import sys\nsys.stdout.buffer.write(bytes(range(256)))\nsys.stdout.write('é漢\\n')",
+    )
+    .await?;
+    let mut bytes = Vec::new();
+    while let Ok(chunk) = rx.try_recv() {
+        bytes.extend(chunk.data);
+    }
+    let mut expected: Vec<u8> = (0..=255).collect();
+    expected.extend("é漢\n".as_bytes());
+    assert_eq!(bytes, expected);
+    // 512 MiB of output through a 128 MiB sandbox: nothing accumulates.
+    con.execute("for _ in range(512):\n    sys.stdout.write('x' * (1 << 20))")
+        .await?;
+    let mut total = 0;
+    while let Ok(chunk) = rx.try_recv() {
+        total += chunk.data.len();
+    }
+    assert_eq!(total, 512 << 20);
+    Ok(())
+}

@@ -36,7 +36,9 @@ class OutputBuffer:
         data = b"".join(self._chunks)
         self._chunks = []
         self._size = 0
-        self._emit(self._stream, data)
+        # latin-1 maps every byte to one char: lossless, and strings do not
+        # leak where `list<u8>` import arguments do (see wit/agent.wit).
+        self._emit(self._stream, data.decode('latin-1'))
 
 
 class _BinaryView(io.RawIOBase):

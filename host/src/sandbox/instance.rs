@@ -148,7 +148,13 @@ impl HostState {
 }
 
 impl host::Host for HostState {
-    fn emit_output(&mut self, stream: u8, mut data: Vec<u8>) -> wasmtime::Result<()> {
+    fn emit_output(&mut self, stream: u8, data: String) -> wasmtime::Result<()> {
+        // One char per byte (latin-1); see `emit-output` in wit/agent.wit.
+        let mut data = if data.is_ascii() {
+            data.into_bytes()
+        } else {
+            data.chars().map(|c| u32::from(c).min(255) as u8).collect()
+        };
         let stream = if stream == 2 {
             OutputStream::Stderr
         } else {

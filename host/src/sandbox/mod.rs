@@ -72,8 +72,12 @@ pub struct SandboxConfig {
     /// Where compiled code is cached. Default: `$PUSHY_CACHE_DIR`, else
     /// `$XDG_CACHE_HOME/pushy`, else `~/.cache/pushy`; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
-    /// Native stack for wasm code. Default: 8 MiB, large enough that
-    /// Python raises `RecursionError` before the wasm stack overflows.
+    /// Native stack for wasm code. Default: 64 MiB. CPython on WASI guards
+    /// its C recursion by its shadow stack in linear memory, which grows
+    /// far slower than the native one; with 8 MiB, dropping a list nested
+    /// 100,000 deep overflowed the native stack (a trap) before CPython's
+    /// trashcan stepped in. The stack is virtual memory: only touched pages
+    /// cost anything.
     pub max_wasm_stack: usize,
     /// Limits each new session gets unless it asks for others.
     pub session: SessionConfig,
@@ -83,7 +87,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             cache_dir: cache::default_dir(),
-            max_wasm_stack: 8 << 20,
+            max_wasm_stack: 64 << 20,
             session: SessionConfig::default(),
         }
     }
