@@ -28,6 +28,8 @@
 
 pub mod blocking;
 mod client;
+#[cfg(test)]
+mod fuzz;
 pub mod protocol;
 pub mod sandbox;
 pub mod transport;

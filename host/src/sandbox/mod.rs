@@ -10,6 +10,12 @@ mod instance;
 mod mounts;
 mod serve;
 
+/// The WIT conversions, for the property tests.
+#[cfg(test)]
+pub(crate) mod fuzzing {
+    pub(crate) use super::bindings::{value_from_wit, value_to_wit};
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
