@@ -342,3 +342,32 @@ async fn daemon_speaks_tls_when_asked() -> anyhow::Result<()> {
     assert_eq!(con.eval("2 ** 10").await?.extract::<i64>()?, 1024);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_daemon_client_that_vanishes_mid_call_frees_its_session() -> anyhow::Result<()> {
+    let daemon = Daemon::start(&["--max-sessions", "1", "--timeout", "60"]);
+    let con = connect(&daemon.url(), Some(&daemon)).await;
+    let call = tokio::spawn({
+        let con = con.clone();
+        async move { con.execute("while True: pass").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call.abort();
+    drop(con);
+    // The host notices the closed socket at its next epoch tick, discards the
+    // instance and frees the only slot, long before the 60 s time limit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match pushy::connect_with(&daemon.url(), daemon.config()).await {
+            Ok(con) => {
+                assert_eq!(con.eval("7").await?.extract::<i64>()?, 7);
+                return Ok(());
+            }
+            Err(e) if Instant::now() < deadline => {
+                assert!(e.to_string().contains("server busy"), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the session was not freed: {e}"),
+        }
+    }
+}

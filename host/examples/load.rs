@@ -46,12 +46,20 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let clients: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200);
     let calls: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
-    let binary = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/pushy");
+    let binary =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/pushy");
     let dir = tempfile::tempdir()?;
     let token = dir.path().join("token");
     std::fs::write(&token, "load-test-token-0123456789")?;
     let mut daemon = Command::new(&binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--timeout", "2", "--max-sessions"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--timeout",
+            "2",
+            "--max-sessions",
+        ])
         .arg((clients + 16).to_string())
         .arg("--token-file")
         .arg(&token)
@@ -72,7 +80,10 @@ async fn main() -> anyhow::Result<()> {
     config.output = OutputMode::Discard;
     config.token_file = Some(token.clone());
     let url = format!("daemon:{address}");
-    pushy::connect_with(&url, config.clone()).await?.ping().await?;
+    pushy::connect_with(&url, config.clone())
+        .await?
+        .ping()
+        .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let baseline = rss_kib(pid, "VmRSS:");
 
@@ -99,7 +110,11 @@ async fn main() -> anyhow::Result<()> {
                         Ok(d) => d,
                         Err(_) => return (role, latencies, 1),
                     };
-                    let limit = if matches!(role, Role::EarlyDisconnect) { 10 } else { calls };
+                    let limit = if matches!(role, Role::EarlyDisconnect) {
+                        10
+                    } else {
+                        calls
+                    };
                     for _ in 0..limit {
                         let t = Instant::now();
                         match d.call_method("get", &("k",)).await {
@@ -136,13 +151,28 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!("clients: {clients} ({good_clients} well-behaved), calls per client: {calls}");
-    println!("calls completed: {} in {:.2} s = {:.0} calls/s", latencies.len(), wall.as_secs_f64(), latencies.len() as f64 / wall.as_secs_f64());
+    println!(
+        "calls completed: {} in {:.2} s = {:.0} calls/s",
+        latencies.len(),
+        wall.as_secs_f64(),
+        latencies.len() as f64 / wall.as_secs_f64()
+    );
     println!("latency p50 {:?}, p99 {:?}", pct(0.50), pct(0.99));
     println!("errors of well-behaved clients: {good_errors}");
-    println!("daemon RSS: baseline {} MiB, peak {} MiB, after the clients left {} MiB", baseline / 1024, peak / 1024, after / 1024);
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    println!(
+        "daemon RSS: baseline {} MiB, peak {} MiB, after the clients left {} MiB",
+        baseline / 1024,
+        peak / 1024,
+        after / 1024
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let _ = daemon.wait();
     anyhow::ensure!(good_errors == 0, "well-behaved clients saw errors");
-    anyhow::ensure!(after <= baseline + 64 * 1024, "daemon memory did not return to its baseline");
+    anyhow::ensure!(
+        after <= baseline + 64 * 1024,
+        "daemon memory did not return to its baseline"
+    );
     Ok(())
 }
