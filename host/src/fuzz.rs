@@ -222,10 +222,14 @@ fn the_session_answers_random_operations_without_dying() {
     use proptest::test_runner::{Config, TestRunner};
     let rt = runtime();
     let sandbox = crate::Sandbox::new(crate::SandboxConfig::default()).expect("sandbox");
-    let mut session = crate::SessionConfig::default();
-    session.time_limit = Some(std::time::Duration::from_secs(5));
-    let mut config = crate::ConnectionConfig::default();
-    config.output = crate::OutputMode::Discard;
+    let session = crate::SessionConfig {
+        time_limit: Some(std::time::Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let config = crate::ConnectionConfig {
+        output: crate::OutputMode::Discard,
+        ..Default::default()
+    };
     let connect = || {
         rt.block_on(sandbox.connect_with(session.clone(), config.clone()))
             .expect("session")
