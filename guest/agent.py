@@ -32,6 +32,7 @@ import urllib.parse, uuid, zipfile, zoneinfo  # noqa: E401,F401
 import email.message, email.mime.multipart, email.mime.text, email.utils  # noqa: E401,F401
 import http.client, xml.dom.minidom, xml.etree.ElementTree  # noqa: E401,F401
 import asyncio, concurrent.futures  # noqa: E401,F401
+import pushy_guest.testing  # noqa: F401  (for `pushy test`)
 
 import wit_world
 from wit_world.imports.types import ErrorInfo, Reply_Error

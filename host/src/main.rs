@@ -40,6 +40,38 @@ enum Command {
     Host(HostArgs),
     /// Serve sessions over TCP to `daemon:HOST:PORT` clients.
     Serve(ServeArgs),
+    /// Run test files, each in a fresh sandbox, in parallel over targets.
+    Test(TestArgs),
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// Test files or directories (test_*.py, *_test.py).
+    #[arg(default_value = ".")]
+    paths: Vec<PathBuf>,
+    /// Sessions at once [default: number of cores].
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// Where to run (repeatable: files are spread over all) [default: embedded:].
+    #[arg(long = "target", value_name = "URL")]
+    targets: Vec<String>,
+    /// Token file for daemon: targets [default: $PUSHY_TOKEN_FILE].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Speak TLS to daemon: targets, trusting this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Write JUnit XML here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Only tests whose FILE_STEM::NAME contains PATTERN.
+    #[arg(short = 'k', value_name = "PATTERN")]
+    pattern: Option<String>,
+    /// Stop at the first failure.
+    #[arg(long)]
+    fail_fast: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Args, Clone)]
@@ -198,6 +230,7 @@ fn main() -> ExitCode {
             Command::Repl(args) => repl::repl(args.target, args.limits).await,
             Command::Host(args) => host(args),
             Command::Serve(args) => serve_command(args).await,
+            Command::Test(args) => test_command(args).await,
         }
     })
 }
@@ -349,6 +382,134 @@ async fn serve_command(args: ServeArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => fail(&error.to_string()),
+    }
+}
+
+async fn test_command(args: TestArgs) -> ExitCode {
+    use pushy::testing::{Summary, TestOptions, discover, junit_xml, run_suite};
+    use std::io::IsTerminal;
+    let session = match args.limits.session_config() {
+        Ok(session) => session,
+        Err(error) => return usage(error),
+    };
+    for target in &args.targets {
+        if let Err(error) = target.parse::<pushy::Target>() {
+            return usage(error);
+        }
+    }
+    let files = match discover(&args.paths) {
+        Ok(files) => files,
+        Err(error) => return usage(format!("cannot read the test paths: {error}")),
+    };
+    if files.is_empty() {
+        eprintln!("pushy: no test files (test_*.py, *_test.py) found");
+        return ExitCode::from(5);
+    }
+    let mut options = TestOptions::default();
+    if let Some(jobs) = args.jobs {
+        options.jobs = jobs.max(1);
+    }
+    if !args.targets.is_empty() {
+        options.targets = args.targets.clone();
+    }
+    options.pattern = args.pattern.clone();
+    options.fail_fast = args.fail_fast;
+    options.session = session;
+    options.connection.token_file = args.token_file.clone();
+    options.connection.tls_ca = args.tls_ca.clone();
+    options.connection.host_args = args.limits.host_args();
+
+    let total = files.len() as u64;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let result = run_suite(files, options, |report| {
+        let failed = report
+            .results
+            .iter()
+            .filter(|r| r.outcome.is_failure())
+            .count();
+        let status = if failed > 0 { "FAIL" } else { "ok  " };
+        let mut line = format!(
+            "{status} {} ({} tests",
+            report.file.display(),
+            report.results.len()
+        );
+        if failed > 0 {
+            line.push_str(&format!(", {failed} failing"));
+        }
+        line.push(')');
+        if !report.retried_after.is_empty() {
+            line.push_str(&format!(
+                " [retried after: {}]",
+                report.retried_after.join("; ")
+            ));
+        }
+        match &bar {
+            Some(bar) => {
+                if failed > 0 || !report.retried_after.is_empty() {
+                    bar.println(line);
+                }
+                bar.inc(1);
+            }
+            None => println!("{line}"),
+        }
+    })
+    .await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let reports = match result {
+        Ok(reports) => reports,
+        Err(error) => return report(&error),
+    };
+    // Failures in full: the remote traceback and what the test printed.
+    for result in reports
+        .iter()
+        .flat_map(|r| &r.results)
+        .filter(|r| r.outcome.is_failure())
+    {
+        println!(
+            "\n=== {} :: {} — {}",
+            result.file.display(),
+            result.name,
+            result.outcome.word()
+        );
+        if !result.message.is_empty() {
+            println!("{}", result.message);
+        }
+        if !result.traceback.is_empty() {
+            print!("{}", result.traceback);
+        }
+        if !result.stdout.is_empty() {
+            println!("--- captured stdout ---\n{}", result.stdout.trim_end());
+        }
+        if !result.stderr.is_empty() {
+            println!("--- captured stderr ---\n{}", result.stderr.trim_end());
+        }
+    }
+    if let Some(path) = &args.junit
+        && let Err(error) = std::fs::write(path, junit_xml(&reports))
+    {
+        eprintln!("pushy: cannot write {}: {error}", path.display());
+    }
+    let summary = Summary::of(&reports);
+    if summary.errors + summary.timed_out + summary.out_of_memory > 0 {
+        println!(
+            "({} assertion failures, {} errors, {} timed out, {} out of memory)",
+            summary.failed, summary.errors, summary.timed_out, summary.out_of_memory
+        );
+    }
+    println!("{}", summary.line());
+    if summary.failing() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -1,0 +1,14 @@
+//! `pushy test`: test files, each in a fresh sandbox session, run in
+//! parallel over one or more targets.
+//!
+//! - `discover`: finds `test_*.py` / `*_test.py` files.
+//! - `run`: workers, targets, retries when a target dies.
+//! - `report`: per-test results, the summary line and JUnit XML.
+
+mod discover;
+mod report;
+mod run;
+
+pub use discover::discover;
+pub use report::{Outcome, Summary, TestResult, junit_xml};
+pub use run::{FileReport, TestOptions, run_suite};
