@@ -80,8 +80,10 @@ pub async fn run_suite(
     }
     options.connection.output = OutputMode::Discard;
     let sandbox = if options.targets.iter().any(|t| t == "embedded:") {
-        let mut config = crate::SandboxConfig::default();
-        config.session = options.session.clone();
+        let config = crate::SandboxConfig {
+            session: options.session.clone(),
+            ..Default::default()
+        };
         Some(
             tokio::task::spawn_blocking(move || Sandbox::new(config))
                 .await
