@@ -2,11 +2,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use common::{drain_output, session};
-use pushy::{CallArgs, Error};
+use pushy::CallArgs;
 
 #[tokio::test]
 async fn dropped_handles_return_the_table_to_its_baseline() -> anyhow::Result<()> {
@@ -93,33 +93,7 @@ async fn callbacks_held_by_the_guest_are_released_back() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nested_calls_trampoline_fifty_deep() -> anyhow::Result<()> {
-    let con = session().await;
-    let remote_step = con
-        .define("def step(n, back):\n    return n if n == 0 else back(n - 1)")
-        .await?;
-    let step = pushy::blocking::RemoteObject::from(remote_step.clone());
-    let deepest = Arc::new(AtomicUsize::new(0));
-    let seen = deepest.clone();
-    // The callback passes itself on, so it needs a handle to itself.
-    let slot: Arc<OnceLock<pushy::Callback>> = Arc::new(OnceLock::new());
-    let me = slot.clone();
-    let back = con.callback(move |args: CallArgs| -> Result<i64, Error> {
-        let (n,): (i64,) = args.extract()?;
-        seen.fetch_max(50 - n as usize, Ordering::SeqCst);
-        // local -> remote again while the guest is still inside the outer call
-        step.call(&(n, me.get().expect("registered")))?
-            .extract::<i64>()
-    });
-    assert!(slot.set(back).is_ok());
-    let result = remote_step.call(&(50, slot.get().unwrap())).await?;
-    assert_eq!(result.extract::<i64>()?, 0);
-    assert_eq!(deepest.load(Ordering::SeqCst), 50);
-    // The session is still fine afterwards.
-    assert_eq!(con.eval("2 * 21").await?.extract::<i64>()?, 42);
-    Ok(())
-}
+// Nesting 50 deep is tested over every transport, embedded: included, in transports.rs.
 
 #[tokio::test]
 async fn output_arrives_in_order_on_both_streams() -> anyhow::Result<()> {
