@@ -14,15 +14,25 @@ fn main() -> Result<()> {
     let root = manifest_dir.parent().context("host/ has a parent")?;
     let wit_dir = root.join("wit");
     let guest_dir = root.join("guest");
-    println!("cargo:rerun-if-changed={}", wit_dir.display());
-    println!("cargo:rerun-if-changed={}", guest_dir.display());
-    for path in walk(&guest_dir)?.into_iter().chain(walk(&wit_dir)?) {
+    // Files, not directories: CPython writes __pycache__ while componentizing,
+    // which must not make every later build rerun this script.
+    let guest_files = walk(&guest_dir)?;
+    for path in guest_files.iter().chain(&walk(&wit_dir)?) {
         println!("cargo:rerun-if-changed={}", path.display());
     }
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let output = out_dir.join("agent.wasm");
-    let guest = guest_dir.to_str().context("guest path is UTF-8")?;
+    // Componentize a copy, so the bytecode caches land in OUT_DIR and the
+    // source tree stays clean.
+    let guest_copy = out_dir.join("guest");
+    let _ = std::fs::remove_dir_all(&guest_copy);
+    for path in &guest_files {
+        let target = guest_copy.join(path.strip_prefix(&guest_dir)?);
+        std::fs::create_dir_all(target.parent().context("file has a parent")?)?;
+        std::fs::copy(path, &target)?;
+    }
+    let guest = guest_copy.to_str().context("guest path is UTF-8")?;
     let empty = std::collections::HashMap::new();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -75,6 +75,32 @@ async fn callbacks_round_trip_to_the_local_side() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn bytes_through_callbacks_arrive_exactly_and_do_not_leak() -> anyhow::Result<()> {
+    let mut config = common::session_config();
+    config.memory_limit = 128 << 20;
+    let con = common::session_with(config).await;
+    let total = Arc::new(AtomicUsize::new(0));
+    let seen = total.clone();
+    let sink = con.callback(move |args: CallArgs| -> Result<usize, String> {
+        let Some(pushy::Value::Bytes(data)) = args.args.first() else {
+            return Err("expected bytes".into());
+        };
+        if data[..4] != [0, 128, 255, 7] {
+            return Err("bytes changed on the way".into());
+        }
+        seen.fetch_add(data.len(), Ordering::SeqCst);
+        Ok(data.len())
+    });
+    // 384 MiB through a 128 MiB sandbox, one MiB per call.
+    let pump = con
+        .define("def pump(f):\n    chunk = bytes([0, 128, 255, 7]) * (1 << 18)\n    for _ in range(384):\n        f(chunk)")
+        .await?;
+    pump.call(&(&sink,)).await?;
+    assert_eq!(total.load(Ordering::SeqCst), 384 << 20);
+    Ok(())
+}
+
+#[tokio::test]
 async fn callbacks_held_by_the_guest_are_released_back() -> anyhow::Result<()> {
     let con = session().await;
     let cb = con.callback(|_: CallArgs| -> Result<i64, String> { Ok(1) });

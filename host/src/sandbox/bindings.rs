@@ -60,6 +60,18 @@ fn node_from_wit(node: wit::Node) -> wire::Node {
         wit::Node::Handle(h) => wire::Node::Handle(handle_from_wit(h)),
         wit::Node::Object(id) => wire::Node::Object(id),
         wit::Node::Callback(id) => wire::Node::Callback(id),
+        wit::Node::BytesText(text) => wire::Node::Bytes(latin1_bytes(text)),
+    }
+}
+
+/// Bytes the guest sent as latin-1 text, one char per byte (see `bytes-text`
+/// and `emit-output` in wit/agent.wit). A hostile guest may send chars above
+/// U+00FF: they are clamped, never trusted.
+pub(crate) fn latin1_bytes(text: String) -> Vec<u8> {
+    if text.is_ascii() {
+        text.into_bytes()
+    } else {
+        text.chars().map(|c| u32::from(c).min(255) as u8).collect()
     }
 }
 

@@ -149,12 +149,7 @@ impl HostState {
 
 impl host::Host for HostState {
     fn emit_output(&mut self, stream: u8, data: String) -> wasmtime::Result<()> {
-        // One char per byte (latin-1); see `emit-output` in wit/agent.wit.
-        let mut data = if data.is_ascii() {
-            data.into_bytes()
-        } else {
-            data.chars().map(|c| u32::from(c).min(255) as u8).collect()
-        };
+        let mut data = bindings::latin1_bytes(data);
         let stream = if stream == 2 {
             OutputStream::Stderr
         } else {
