@@ -1,0 +1,230 @@
+"""The peers' side of the peer benchmarks (issue 4, being wired into `scripts/bench`): RPyC (classic) and execnet, and the raw
+baselines, doing the operations that `host/examples/peer_bench.rs` does.
+
+    python scripts/peers.py SYSTEM OPERATION  ->  one JSON line: samples in µs
+
+SYSTEM: rpyc-pipes, rpyc-tcp, execnet-popen, raw-pipe, raw-tcp. A system
+without the operation prints no samples. Loops are bounded in count and
+time; every process started here is stopped here.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+BUDGET_S = float(os.environ.get("BENCH_BUDGET_S", "3"))
+BIN = os.path.dirname(sys.executable)
+
+
+def timed(fn, count):
+    samples = []
+    deadline = time.perf_counter() + BUDGET_S
+    for _ in range(count):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e6)
+        if time.perf_counter() > deadline:
+            break
+    return samples
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+TCP_SERVER = """
+import socket, sys
+from rpyc.core.service import SlaveService
+from rpyc.utils.server import ThreadedServer
+
+class NoDelayServer(ThreadedServer):
+    def _accept_method(self, sock):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super()._accept_method(sock)
+
+NoDelayServer(SlaveService, hostname="127.0.0.1", port=int(sys.argv[1]),
+              protocol_config={"allow_all_attrs": True, "allow_pickle": True}).start()
+"""
+
+
+def rpyc_connect(kind):
+    import rpyc
+    if kind == "pipes":
+        return rpyc.classic.connect_subproc(os.path.join(BIN, "rpyc_classic.py")), None
+    port = free_port()
+    # rpyc_classic.py leaves Nagle on, which stalls every reply ~40 ms; the
+    # comparison is with TCP_NODELAY on both ends.
+    server = subprocess.Popen(
+        [sys.executable, "-c", TCP_SERVER, str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while True:
+        try:
+            con = rpyc.classic.connect("127.0.0.1", port)
+            break
+        except OSError:
+            if time.time() > deadline:
+                server.kill()
+                raise
+            time.sleep(0.01)
+    con._channel.stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return con, server
+
+
+def rpyc_close(con, server):
+    try:
+        con.close()
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+
+
+def rpyc_op(kind, op):
+    if op == "setup":
+        def once():
+            con, server = rpyc_connect(kind)
+            con.modules.os.getpid()
+            rpyc_close(con, server)
+        return timed(once, 20)
+    con, server = rpyc_connect(kind)
+    try:
+        if op == "method":
+            d = con.eval("{'k': 1}")
+            return timed(lambda: d.get("k"), 5000)
+        if op == "getpid":
+            return timed(lambda: con.modules.os.getpid(), 3000)
+        if op == "append10k":
+            def appends():
+                items = con.eval("[]")
+                for i in range(10_000):
+                    items.append(i)
+            return timed(appends, 5)
+        if op == "bytes16m":
+            echo = con.eval("lambda b: bytes(b)")
+            payload = b"x" * (16 << 20)
+            return timed(lambda: echo(payload), 5)
+        if op == "create_drop10k":
+            make = con.builtins.object
+
+            def create_drop():
+                for _ in range(10_000):
+                    make()
+                con.eval("1")
+            return timed(create_drop, 3)
+        if op == "drop10k_held":
+            make = con.builtins.object
+
+            def drop_held():
+                held = [make() for _ in range(10_000)]
+                del held
+                con.eval("1")
+            return timed(drop_held, 1)
+    finally:
+        rpyc_close(con, server)
+    return []
+
+
+def execnet_op(op):
+    import execnet
+    if op == "setup":
+        def once():
+            gateway = execnet.makegateway("popen")
+            gateway.remote_exec("import os; channel.send(os.getpid())").receive()
+            gateway.exit()
+        return timed(once, 20)
+    gateway = execnet.makegateway("popen")
+    try:
+        if op == "bytes16m":
+            channel = gateway.remote_exec("while 1:\n    channel.send(channel.receive())")
+            payload = b"x" * (16 << 20)
+
+            def round_trip():
+                channel.send(payload)
+                channel.receive()
+            return timed(round_trip, 5)
+        if op == "method":
+            channel = gateway.remote_exec("d = {'k': 1}\nwhile 1:\n    channel.send(d.get(channel.receive()))")
+
+            def call():
+                channel.send("k")
+                channel.receive()
+            return timed(call, 5000)
+    finally:
+        gateway.exit()
+    return []
+
+
+def raw_op(kind, op):
+    if kind == "pipe" and op == "method":
+        proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        try:
+            def ping():
+                proc.stdin.write(b"pingpong")
+                proc.stdout.read(8)
+            return timed(ping, 5000)
+        finally:
+            proc.kill()
+            proc.wait()
+    if kind != "tcp" or op not in ("method", "bytes16m"):
+        return []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    size = 16 << 20
+
+    def echo():
+        sock, _ = listener.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        chunk = size if op == "bytes16m" else 8
+        while True:
+            got = 0
+            while got < chunk:
+                data = sock.recv(min(1 << 20, chunk - got))
+                if not data:
+                    sock.close()
+                    return
+                got += len(data)
+            sock.sendall(b"k" * (1 if op == "bytes16m" else 8))
+    threading.Thread(target=echo, daemon=True).start()
+    client = socket.create_connection(listener.getsockname())
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        if op == "bytes16m":
+            payload = b"x" * size
+
+            def send():
+                client.sendall(payload)
+                client.recv(1)
+            return timed(send, 10)
+
+        def ping():
+            client.sendall(b"pingpong")
+            client.recv(8)
+        return timed(ping, 5000)
+    finally:
+        client.close()
+        listener.close()
+
+
+def main():
+    system, op = sys.argv[1], sys.argv[2]
+    if system.startswith("rpyc-"):
+        samples = rpyc_op(system[5:], op)
+    elif system == "execnet-popen":
+        samples = execnet_op(op)
+    elif system.startswith("raw-"):
+        samples = raw_op(system[4:], op)
+    else:
+        raise SystemExit(f"unknown system {system}")
+    print(json.dumps({"system": system, "op": op, "samples": samples}))
+
+
+if __name__ == "__main__":
+    main()
