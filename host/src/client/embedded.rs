@@ -9,9 +9,6 @@ use super::{Connection, ConnectionConfig, Error};
 use crate::protocol::{ClientMessage, ServerMessage};
 use crate::sandbox::{Sandbox, SandboxError, SessionConfig, SessionLink, serve_session};
 
-/// Native stack of a session thread beyond what wasm may use.
-const HOST_STACK_MARGIN: usize = 8 << 20;
-
 struct ChannelLink {
     inbound: mpsc::UnboundedReceiver<ClientMessage>,
     outbound: mpsc::UnboundedSender<Result<ServerMessage, String>>,
@@ -62,7 +59,7 @@ impl Sandbox {
         let sandbox = self.clone();
         std::thread::Builder::new()
             .name("pushy-session".into())
-            .stack_size(self.config().max_wasm_stack + HOST_STACK_MARGIN)
+            .stack_size(self.session_stack_size())
             .spawn(move || {
                 let link = Box::new(ChannelLink {
                     inbound: session_rx,

@@ -188,6 +188,12 @@ impl Sandbox {
         })
     }
 
+    /// Native stack a thread running a session needs: the wasm stack plus
+    /// room for the host's own frames beneath it.
+    pub(crate) fn session_stack_size(&self) -> usize {
+        self.inner.config.max_wasm_stack + (8 << 20)
+    }
+
     /// The configuration this sandbox was created with.
     pub fn config(&self) -> &SandboxConfig {
         &self.inner.config

@@ -381,8 +381,25 @@ async fn run_file(
                 if !e.session_survives() {
                     // The session is gone with the test: the next test gets a
                     // fresh one with the file loaded again.
-                    session = open(shared, target).await.map_err(died)?;
-                    load(&session, &source, file, &module).await.map_err(died)?;
+                    let reopened = match open(shared, target).await {
+                        Ok(fresh) => load(&fresh, &source, file, &module).await.map(|_| fresh),
+                        Err(e) => Err(e),
+                    };
+                    match reopened {
+                        Ok(fresh) => session = fresh,
+                        Err(e) if target_gone(&e) => return Err(died(e)),
+                        Err(e) => {
+                            // The file's remaining tests cannot run; say why.
+                            results.push(result);
+                            results.push(file_error(
+                                file,
+                                "<module>",
+                                Outcome::Error,
+                                format!("cannot reload: {e}"),
+                            ));
+                            break;
+                        }
+                    }
                 }
                 result
             }

@@ -16,9 +16,6 @@ use super::auth::Token;
 use super::{BlockingLink, LinkLimits, LinkStream, Stdio, TransportError};
 use crate::sandbox::{Sandbox, SessionConfig, serve_session};
 
-/// Native stack of a session thread beyond what wasm may use.
-const HOST_STACK_MARGIN: usize = 8 << 20;
-
 /// Settings of a daemon.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -123,7 +120,7 @@ fn start_connection(
         .expect("live lock")
         .insert(id, stream.try_clone()?);
     let (sandbox, config, live) = (sandbox.clone(), config.clone(), live.clone());
-    let stack = sandbox.config().max_wasm_stack + HOST_STACK_MARGIN;
+    let stack = sandbox.session_stack_size();
     let spawned = std::thread::Builder::new()
         .name(format!("pushy-session-{id}"))
         .stack_size(stack)
