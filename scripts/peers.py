@@ -1,11 +1,12 @@
-"""The peers' side of the peer benchmarks (issue 4, being wired into `scripts/bench`): RPyC (classic) and execnet, and the raw
-baselines, doing the operations that `host/examples/peer_bench.rs` does.
+"""The peers' side of `scripts/bench`: RPyC (classic) and execnet doing the
+operations that `host/examples/peer_bench.rs` does for this project (which
+also runs the raw baselines).
 
     python scripts/peers.py SYSTEM OPERATION  ->  one JSON line: samples in µs
 
-SYSTEM: rpyc-pipes, rpyc-tcp, execnet-popen, raw-pipe, raw-tcp. A system
-without the operation prints no samples. Loops are bounded in count and
-time; every process started here is stopped here.
+SYSTEM: rpyc-pipes, rpyc-tcp, execnet-popen. A system without the operation
+prints no samples. Loops are bounded in count and time; every process
+started here is stopped here.
 """
 
 import json
@@ -13,23 +14,33 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 BUDGET_S = float(os.environ.get("BENCH_BUDGET_S", "3"))
 BIN = os.path.dirname(sys.executable)
 
 
+class Measured(float):
+    """What a benchmark function returns when it times only part of its run (µs)."""
+
+
 def timed(fn, count):
+    """Times `fn` up to `count` times within the budget: its whole run, or
+    the part it reports by returning `Measured`."""
     samples = []
     deadline = time.perf_counter() + BUDGET_S
     for _ in range(count):
         start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1e6)
+        measured = fn()
+        took = (time.perf_counter() - start) * 1e6
+        samples.append(float(measured) if type(measured) is Measured else took)
         if time.perf_counter() > deadline:
             break
     return samples
+
+
+def since(start):
+    return Measured((time.perf_counter() - start) * 1e6)
 
 
 def free_port():
@@ -89,22 +100,30 @@ def rpyc_close(con, server):
 def rpyc_op(kind, op):
     if op == "setup":
         def once():
+            start = time.perf_counter()
             con, server = rpyc_connect(kind)
             con.modules.os.getpid()
+            took = since(start)
             rpyc_close(con, server)
+            return took
         return timed(once, 20)
     con, server = rpyc_connect(kind)
     try:
         if op == "method":
-            d = con.eval("{'k': 1}")
-            return timed(lambda: d.get("k"), 5000)
+            # The bound method is the netref fetched once: one round trip per call.
+            get = con.eval("{'k': 1}").get
+            return timed(lambda: get("k"), 5000)
         if op == "getpid":
             return timed(lambda: con.modules.os.getpid(), 3000)
         if op == "append10k":
             def appends():
                 items = con.eval("[]")
+                start = time.perf_counter()
                 for i in range(10_000):
                     items.append(i)
+                took = since(start)
+                assert len(items) == 10_000
+                return took
             return timed(appends, 5)
         if op == "bytes16m":
             echo = con.eval("lambda b: bytes(b)")
@@ -123,9 +142,11 @@ def rpyc_op(kind, op):
 
             def drop_held():
                 held = [make() for _ in range(10_000)]
+                start = time.perf_counter()
                 del held
                 con.eval("1")
-            return timed(drop_held, 1)
+                return since(start)
+            return timed(drop_held, 3)
     finally:
         rpyc_close(con, server)
     return []
@@ -135,9 +156,12 @@ def execnet_op(op):
     import execnet
     if op == "setup":
         def once():
+            start = time.perf_counter()
             gateway = execnet.makegateway("popen")
             gateway.remote_exec("import os; channel.send(os.getpid())").receive()
+            took = since(start)
             gateway.exit()
+            return took
         return timed(once, 20)
     gateway = execnet.makegateway("popen")
     try:
@@ -161,66 +185,12 @@ def execnet_op(op):
     return []
 
 
-def raw_op(kind, op):
-    if kind == "pipe" and op == "method":
-        proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-        try:
-            def ping():
-                proc.stdin.write(b"pingpong")
-                proc.stdout.read(8)
-            return timed(ping, 5000)
-        finally:
-            proc.kill()
-            proc.wait()
-    if kind != "tcp" or op not in ("method", "bytes16m"):
-        return []
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    size = 16 << 20
-
-    def echo():
-        sock, _ = listener.accept()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        chunk = size if op == "bytes16m" else 8
-        while True:
-            got = 0
-            while got < chunk:
-                data = sock.recv(min(1 << 20, chunk - got))
-                if not data:
-                    sock.close()
-                    return
-                got += len(data)
-            sock.sendall(b"k" * (1 if op == "bytes16m" else 8))
-    threading.Thread(target=echo, daemon=True).start()
-    client = socket.create_connection(listener.getsockname())
-    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        if op == "bytes16m":
-            payload = b"x" * size
-
-            def send():
-                client.sendall(payload)
-                client.recv(1)
-            return timed(send, 10)
-
-        def ping():
-            client.sendall(b"pingpong")
-            client.recv(8)
-        return timed(ping, 5000)
-    finally:
-        client.close()
-        listener.close()
-
-
 def main():
     system, op = sys.argv[1], sys.argv[2]
     if system.startswith("rpyc-"):
         samples = rpyc_op(system[5:], op)
     elif system == "execnet-popen":
         samples = execnet_op(op)
-    elif system.startswith("raw-"):
-        samples = raw_op(system[4:], op)
     else:
         raise SystemExit(f"unknown system {system}")
     print(json.dumps({"system": system, "op": op, "samples": samples}))

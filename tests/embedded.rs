@@ -228,6 +228,40 @@ async fn modules_import_submodules_the_parent_did_not() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn modules_are_imported_once_and_survive_dropped_handles() -> anyhow::Result<()> {
+    let con = session().await;
+    let os = con.modules().import("os").await?;
+    let id = os.id();
+    // A second import while the first handle lives is the same handle.
+    assert_eq!(con.modules().import("os").await?.id(), id);
+    drop(os);
+    con.flush_releases();
+    let baseline = con.table_size().await?;
+    // Dropped everywhere: the cache still owns the guest's reference, so the
+    // module comes back without a new table entry and still works.
+    let again = con.modules().import("os").await?;
+    assert_eq!(again.id(), id);
+    assert_eq!(con.table_size().await?, baseline);
+    let pid: i64 = again.call_method("getpid", &()).await?.extract()?;
+    assert!(pid > 0);
+    // A module also returned by a call is counted as usual and released.
+    let via_eval = con.eval("__import__('os')").await?.into_object()?;
+    assert_eq!(via_eval.id(), id);
+    drop((again, via_eval));
+    con.flush_releases();
+    assert_eq!(con.table_size().await?, baseline);
+    let pid2: i64 = con
+        .modules()
+        .import("os")
+        .await?
+        .call_method("getpid", &())
+        .await?
+        .extract()?;
+    assert_eq!(pid, pid2);
+    Ok(())
+}
+
+#[tokio::test]
 async fn handles_of_another_session_are_refused() -> anyhow::Result<()> {
     let a = session().await;
     let b = session().await;

@@ -110,8 +110,14 @@ pub(crate) struct Shared {
     handles: Mutex<HashMap<u64, Weak<HandleInner>>>,
     releases: Mutex<Vec<ReleaseEntry>>,
     pub(crate) callbacks: CallbackRegistry,
+    /// Modules imported through [`Modules`]: each owns one guest count that
+    /// is never released (the module lives in `sys.modules` anyway), so a
+    /// second `modules().import()` of it needs no round trip.
+    modules: Mutex<HashMap<String, HandleInfo>>,
     output: Mutex<OutputSink>,
     closed: Mutex<Option<String>>,
+    /// How long a caller polls for its reply before it sleeps.
+    spin: Duration,
     config: ConnectionConfig,
 }
 
@@ -165,8 +171,10 @@ impl Connection {
             handles: Mutex::new(HashMap::new()),
             releases: Mutex::new(Vec::new()),
             callbacks: CallbackRegistry::default(),
+            modules: Mutex::new(HashMap::new()),
             output: Mutex::new(output),
             closed: Mutex::new(None),
+            spin: crate::transport::spin::budget(crate::transport::spin::DEFAULT_CLIENT_SPIN),
             config,
         });
         tokio::spawn(dispatch(Arc::downgrade(&shared), inbound));
@@ -183,14 +191,18 @@ impl Connection {
     pub(crate) async fn request(&self, op: Op) -> Result<Reply, Error> {
         let shared = &self.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         shared.pending.lock().expect("pending lock").insert(id, tx);
         shared.send_releases();
         if !shared.send(ClientMessage::Request { id, op }) {
             shared.pending.lock().expect("pending lock").remove(&id);
             return Err(Error::Closed(shared.closed_reason()));
         }
-        match rx.await {
+        let result = match wait_briefly(&mut rx, shared.spin).await {
+            Some(result) => result,
+            None => rx.await,
+        };
+        match result {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(failure)) => Err(failure.into()),
             Err(_) => Err(Error::Closed(shared.closed_reason())),
@@ -329,9 +341,36 @@ pub struct Modules {
 }
 
 impl Modules {
-    /// `importlib.import_module(name)` in the sandbox.
+    /// `importlib.import_module(name)` in the sandbox, once per connection:
+    /// later imports of the same name return the same module without a round
+    /// trip, as Pushy's and RPyC's `modules` do. (A module replaced in
+    /// `sys.modules` afterwards is not seen; use [`Connection::import`].)
     pub async fn import(&self, name: &str) -> Result<RemoteObject, Error> {
-        self.connection.import(name).await
+        let shared = &self.connection.shared;
+        let cached = shared
+            .modules
+            .lock()
+            .expect("modules lock")
+            .get(name)
+            .cloned();
+        if let Some(info) = cached {
+            return Ok(shared.adopt_cached(info));
+        }
+        let module = self.connection.import(name).await?;
+        let mut modules = shared.modules.lock().expect("modules lock");
+        if !modules.contains_key(name) {
+            // Move one of the counts the guest gave us to the cache.
+            module.inner.received.fetch_sub(1, Ordering::Relaxed);
+            modules.insert(
+                name.to_owned(),
+                HandleInfo {
+                    id: module.id(),
+                    type_name: module.type_name().to_owned(),
+                    opmask: module.opmask(),
+                },
+            );
+        }
+        Ok(module)
     }
 }
 
@@ -382,6 +421,10 @@ impl Shared {
                 handles.remove(&id);
             }
         }
+        if count == 0 {
+            // A cached module's handle: the cache keeps the guest's count.
+            return;
+        }
         let entry = ReleaseEntry { id, count };
         if self.config.gc_interval.is_zero() {
             self.send(ClientMessage::Release(vec![entry]));
@@ -401,6 +444,24 @@ impl Shared {
             type_name: info.type_name,
             opmask: info.opmask,
             received: AtomicU32::new(1),
+            shared: self.clone(),
+        });
+        handles.insert(info.id, Arc::downgrade(&inner));
+        RemoteObject { inner }
+    }
+
+    /// A handle for a cached module: the live one, or a new one that owns
+    /// no guest count of its own.
+    fn adopt_cached(self: &Arc<Self>, info: HandleInfo) -> RemoteObject {
+        let mut handles = self.handles.lock().expect("handle lock");
+        if let Some(inner) = handles.get(&info.id).and_then(Weak::upgrade) {
+            return RemoteObject { inner };
+        }
+        let inner = Arc::new(HandleInner {
+            id: info.id,
+            type_name: info.type_name,
+            opmask: info.opmask,
+            received: AtomicU32::new(0),
             shared: self.clone(),
         });
         handles.insert(info.id, Arc::downgrade(&inner));
@@ -550,6 +611,33 @@ impl Shared {
             }
             OutputSink::Discard => {}
         }
+    }
+}
+
+/// Polls `rx` for up to `spin`, letting the runtime's other tasks (the
+/// reader, the dispatcher) run and its I/O driver poll between tries; see
+/// [`crate::transport::spin`]. `None`: nothing arrived in time.
+async fn wait_briefly<T>(
+    rx: &mut oneshot::Receiver<T>,
+    spin: Duration,
+) -> Option<Result<T, oneshot::error::RecvError>> {
+    if spin.is_zero() {
+        return None;
+    }
+    let started = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(value) => return Some(Ok(value)),
+            Err(oneshot::error::TryRecvError::Closed) => {
+                return Some(rx.await);
+            }
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        if started.elapsed() >= spin {
+            return None;
+        }
+        // Lets the runtime poll its I/O driver and run the reader.
+        tokio::task::yield_now().await;
     }
 }
 

@@ -93,6 +93,8 @@ pub(crate) struct BlockingLink<S> {
     /// When the frame now in `read_buf` started to arrive.
     frame_started: Option<Instant>,
     failed: Option<TransportError>,
+    /// How long to poll before blocking (see [`super::spin`]).
+    spin: Duration,
 }
 
 impl<S: LinkStream> BlockingLink<S> {
@@ -107,6 +109,7 @@ impl<S: LinkStream> BlockingLink<S> {
             limits,
             frame_started: None,
             failed: None,
+            spin: super::spin::budget(super::spin::DEFAULT_SERVER_SPIN),
         }
     }
 
@@ -116,21 +119,38 @@ impl<S: LinkStream> BlockingLink<S> {
         self.limits = limits;
     }
 
-    /// Waits until the reader has data, at most `timeout`.
+    /// Waits until the reader has data, at most `timeout`; polls for up to
+    /// the spin budget first (see [`super::spin`]).
     fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<bool, TransportError> {
         if self.stream.buffered() {
             return Ok(true);
+        }
+        if timeout != Some(Duration::ZERO) && !self.spin.is_zero() {
+            let started = Instant::now();
+            loop {
+                if self.poll_once(Some(&Timespec::default()))? {
+                    return Ok(true);
+                }
+                if started.elapsed() >= self.spin {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
         }
         let spec = timeout.map(|t| Timespec {
             tv_sec: t.as_secs() as _,
             tv_nsec: t.subsec_nanos() as _,
         });
+        self.poll_once(spec.as_ref())
+    }
+
+    fn poll_once(&mut self, timeout: Option<&Timespec>) -> Result<bool, TransportError> {
         let mut fds = [PollFd::from_borrowed_fd(
             self.stream.poll_fd(),
             PollFlags::IN,
         )];
         loop {
-            match poll(&mut fds, spec.as_ref()) {
+            match poll(&mut fds, timeout) {
                 Ok(n) => return Ok(n > 0),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(TransportError::Io(e.into())),

@@ -10,6 +10,7 @@ mod client;
 pub mod codec;
 pub mod server;
 mod spawn;
+pub(crate) mod spin;
 pub mod tls;
 
 pub(crate) use blocking_link::{BlockingLink, LinkLimits, LinkStream, Stdio};

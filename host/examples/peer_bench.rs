@@ -1,0 +1,393 @@
+//! This project's side of the peer benchmarks (`scripts/bench`), and the raw
+//! baselines: the operations `scripts/peers.py` runs on RPyC and execnet.
+//!
+//! `cargo run --release --example peer_bench -- SYSTEM OPERATION`
+//! prints one JSON line, `{"system":…,"op":…,"samples":[µs…]}`.
+//!
+//! SYSTEM: `local`, `daemon` (a `pushy serve` on 127.0.0.1 started and
+//! stopped here), `raw-pipe` (a `cat` process), `raw-tcp` (an echo process,
+//! TCP_NODELAY). OPERATION: setup, method, getpid, append10k, bytes16m,
+//! create_drop10k, drop10k_held. A system without the operation prints no
+//! samples. Every loop is bounded in count and in time (`BENCH_BUDGET_S`,
+//! default 3 s); every process started here is stopped here.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use pushy::{Connection, ConnectionConfig, OutputMode};
+
+const MIB16: usize = 16 << 20;
+
+fn budget() -> Duration {
+    let seconds = std::env::var("BENCH_BUDGET_S")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(3.0);
+    Duration::from_secs_f64(seconds)
+}
+
+/// Runs `once` up to `count` times or until the budget is spent; each run
+/// returns the microseconds it measured.
+async fn timed<F, Fut>(count: usize, mut once: F) -> anyhow::Result<Vec<f64>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<f64>>,
+{
+    let deadline = Instant::now() + budget();
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        samples.push(once().await?);
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    Ok(samples)
+}
+
+fn micros(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e6
+}
+
+fn pushy_binary() -> PathBuf {
+    std::env::var_os("PUSHY_HOST_PROGRAM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/pushy")
+        })
+}
+
+/// A `pushy serve` on 127.0.0.1, killed on drop.
+struct Daemon {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+    token: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_daemon() -> anyhow::Result<Daemon> {
+    let dir = tempfile::tempdir()?;
+    let token = dir.path().join("token");
+    std::fs::write(&token, "peer-bench-token-0123456789abcdef")?;
+    let mut child = Command::new(pushy_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
+        .arg(&token)
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting pushy serve")?;
+    let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let address = loop {
+        match lines.next() {
+            Some(line) => {
+                if let Some(a) = line?.strip_prefix("pushy: listening on ") {
+                    break a.trim().to_owned();
+                }
+            }
+            None => bail!("pushy serve exited before listening"),
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Ok(Daemon {
+        child,
+        address,
+        _dir: dir,
+        token,
+    })
+}
+
+struct Pushy {
+    target: String,
+    config: ConnectionConfig,
+    _daemon: Option<Daemon>,
+}
+
+impl Pushy {
+    fn new(system: &str) -> anyhow::Result<Pushy> {
+        let mut config = ConnectionConfig::default();
+        config.output = OutputMode::Discard;
+        config.host_program = Some(pushy_binary());
+        match system {
+            "local" => Ok(Pushy {
+                target: "local:".into(),
+                config,
+                _daemon: None,
+            }),
+            "daemon" => {
+                let daemon = start_daemon()?;
+                config.token_file = Some(daemon.token.clone());
+                Ok(Pushy {
+                    target: format!("daemon:{}", daemon.address),
+                    config,
+                    _daemon: Some(daemon),
+                })
+            }
+            other => bail!("unknown system {other}"),
+        }
+    }
+
+    async fn connect(&self) -> anyhow::Result<Connection> {
+        Ok(pushy::connect_with(&self.target, self.config.clone()).await?)
+    }
+}
+
+/// Waits until the guest's table is back at `baseline` (releases are sent
+/// with the table-size request that asks).
+async fn until_baseline(con: &Connection, baseline: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        con.flush_releases();
+        if con.table_size().await? <= baseline {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the remote table did not return to its baseline");
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn pushy_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
+    let pushy = Pushy::new(system)?;
+    if op == "setup" {
+        return timed(20, || async {
+            let start = Instant::now();
+            let con = pushy.connect().await?;
+            let pid: i64 = con
+                .modules()
+                .import("os")
+                .await?
+                .call_method("getpid", &())
+                .await?
+                .extract()?;
+            let took = micros(start);
+            anyhow::ensure!(pid > 0);
+            con.close().await?;
+            Ok(took)
+        })
+        .await;
+    }
+    let con = pushy.connect().await?;
+    let samples = match op {
+        "method" => {
+            let d = con.eval("{'k': 1}").await?.into_object()?;
+            timed(5000, || async {
+                let start = Instant::now();
+                let v: i64 = d.call_method("get", &("k",)).await?.extract()?;
+                let took = micros(start);
+                anyhow::ensure!(v == 1);
+                Ok(took)
+            })
+            .await?
+        }
+        "getpid" => {
+            timed(3000, || async {
+                let start = Instant::now();
+                let pid: i64 = con
+                    .modules()
+                    .import("os")
+                    .await?
+                    .call_method("getpid", &())
+                    .await?
+                    .extract()?;
+                let took = micros(start);
+                anyhow::ensure!(pid > 0);
+                Ok(took)
+            })
+            .await?
+        }
+        "append10k" => {
+            timed(5, || async {
+                let items = con.eval("[]").await?.into_object()?;
+                let start = Instant::now();
+                for i in 0..10_000 {
+                    items.call_method("append", &(i,)).await?;
+                }
+                let took = micros(start);
+                anyhow::ensure!(items.len().await? == 10_000);
+                Ok(took)
+            })
+            .await?
+        }
+        "bytes16m" => {
+            let echo = con.eval("lambda b: bytes(b)").await?.into_object()?;
+            let payload = serde_bytes::ByteBuf::from(vec![b'x'; MIB16]);
+            timed(5, || async {
+                let start = Instant::now();
+                let back: serde_bytes::ByteBuf = echo.call(&(&payload,)).await?.extract()?;
+                let took = micros(start);
+                anyhow::ensure!(back.len() == MIB16);
+                Ok(took)
+            })
+            .await?
+        }
+        "create_drop10k" => {
+            let make = con.import("builtins").await?.getattr("object").await?;
+            let make = make.into_object()?;
+            let baseline = con.table_size().await?;
+            timed(3, || async {
+                let start = Instant::now();
+                for _ in 0..10_000 {
+                    drop(make.call(&()).await?);
+                }
+                until_baseline(&con, baseline).await?;
+                Ok(micros(start))
+            })
+            .await?
+        }
+        "drop10k_held" => {
+            let make = con.import("builtins").await?.getattr("object").await?;
+            let make = make.into_object()?;
+            let baseline = con.table_size().await?;
+            timed(3, || async {
+                let mut held = Vec::with_capacity(10_000);
+                for _ in 0..10_000 {
+                    held.push(make.call(&()).await?);
+                }
+                anyhow::ensure!(con.table_size().await? >= baseline + 10_000);
+                let start = Instant::now();
+                drop(held);
+                until_baseline(&con, baseline).await?;
+                Ok(micros(start))
+            })
+            .await?
+        }
+        _ => Vec::new(),
+    };
+    con.close().await?;
+    Ok(samples)
+}
+
+/// Kills and reaps a child on drop.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sync_timed(
+    count: usize,
+    mut once: impl FnMut() -> anyhow::Result<f64>,
+) -> anyhow::Result<Vec<f64>> {
+    let deadline = Instant::now() + budget();
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        samples.push(once()?);
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    Ok(samples)
+}
+
+fn raw_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
+    match (system, op) {
+        ("raw-pipe", "method") => {
+            let mut cat = Reaped(
+                Command::new("cat")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()?,
+            );
+            let mut to = cat.0.stdin.take().context("stdin")?;
+            let mut from = cat.0.stdout.take().context("stdout")?;
+            let mut buf = [0u8; 8];
+            sync_timed(5000, || {
+                let start = Instant::now();
+                to.write_all(b"pingpong")?;
+                from.read_exact(&mut buf)?;
+                Ok(micros(start))
+            })
+        }
+        ("raw-tcp", "method" | "bytes16m") => {
+            let size = if op == "method" { 8 } else { MIB16 };
+            let exe = std::env::current_exe()?;
+            let mut echo = Reaped(
+                Command::new(exe)
+                    .args(["echo-server", &size.to_string()])
+                    .stdout(Stdio::piped())
+                    .spawn()?,
+            );
+            let mut line = String::new();
+            BufReader::new(echo.0.stdout.take().context("stdout")?).read_line(&mut line)?;
+            let mut stream = TcpStream::connect(line.trim())?;
+            stream.set_nodelay(true)?;
+            let payload = vec![b'x'; size];
+            let mut back = vec![0u8; size];
+            let samples = sync_timed(if size == 8 { 5000 } else { 10 }, || {
+                let start = Instant::now();
+                if size == 8 {
+                    stream.write_all(&payload)?;
+                    stream.read_exact(&mut back)?;
+                } else {
+                    // Both directions at once, as an echo of 16 MiB must.
+                    let mut writer = stream.try_clone()?;
+                    let payload = &payload;
+                    std::thread::scope(|s| -> anyhow::Result<()> {
+                        let sender = s.spawn(move || writer.write_all(payload));
+                        stream.read_exact(&mut back)?;
+                        sender.join().expect("sender")?;
+                        Ok(())
+                    })?;
+                }
+                Ok(micros(start))
+            })?;
+            drop(echo);
+            Ok(samples)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The other end of `raw-tcp`: echoes frames of `size` bytes back.
+fn echo_server(size: usize) -> anyhow::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    println!("{}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    let (mut stream, _) = listener.accept()?;
+    stream.set_nodelay(true)?;
+    let mut buf = vec![0u8; size.min(1 << 20)];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        stream.write_all(&buf[..n])?;
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [system, op] = args.as_slice() else {
+        bail!("usage: peer_bench SYSTEM OPERATION");
+    };
+    if system == "echo-server" {
+        return echo_server(op.parse()?);
+    }
+    let samples = if system.starts_with("raw-") {
+        raw_op(system, op)?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(pushy_op(system, op))?
+    };
+    let list: Vec<String> = samples.iter().map(|s| format!("{s:.3}")).collect();
+    println!(
+        "{{\"system\": \"{system}\", \"op\": \"{op}\", \"samples\": [{}]}}",
+        list.join(", ")
+    );
+    Ok(())
+}
