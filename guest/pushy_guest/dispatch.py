@@ -29,11 +29,12 @@ from wit_world.imports.types import (
     Op_RunScript, Op_SetArgv, Op_SetAttr, Op_SetItem, Op_Str, Op_TableSize,
     Op_Truth, Op_Unary, Reply_Error, Reply_Ok, UnaryOp,
 )
+from wit_world.imports.types import Node_Int
 
 from .callbacks import CallbackProxies
 from .streams import OutputBuffer, OutputStream
 from .table import ObjectTable, qualified_name
-from .values import Decoder, Encoder
+from .values import _INT_MAX, _INT_MIN, _NONE, Decoder, Encoder
 
 _OUR_DIR = os.path.dirname(__file__)
 _MAX_CACHED_SOURCES = 256
@@ -128,8 +129,13 @@ class Session:
             self._seed()
         try:
             result = self.handlers[type(op)](op)
-            if type(result) is Encoded:
+            kind = type(result)
+            if kind is Encoded:
                 reply = Reply_Ok(result.nodes)
+            elif result is None:
+                reply = Reply_Ok([_NONE])
+            elif kind is int and _INT_MIN <= result <= _INT_MAX:
+                reply = Reply_Ok([Node_Int(result)])
             else:
                 reply = Reply_Ok(self.encoder.encode(result))
         except BaseException as exc:  # noqa: BLE001 - an escaping exception aborts the instance
@@ -209,12 +215,16 @@ class Session:
     def _call(self, op: Op_Call) -> Any:
         args = op.value
         target = self.table.get(args.target)
-        return target(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
+        if args.kwargs:
+            return target(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
+        return target(*self.decoder.decode_args(args.args))
 
     def _call_method(self, op: Op_CallMethod) -> Any:
         args = op.value
         method = getattr(self.table.get(args.target), args.name)
-        return method(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
+        if args.kwargs:
+            return method(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
+        return method(*self.decoder.decode_args(args.args))
 
     def _set_attr(self, op: Op_SetAttr) -> None:
         setattr(self.table.get(op.value.target), op.value.name, self.decoder.decode(op.value.value))

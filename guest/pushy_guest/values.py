@@ -25,6 +25,8 @@ MAX_VALUE_BYTES = 256 * 1024 * 1024
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 63) - 1
 _NONE = Node_None_()
+# Nodes whose `.value` is the Python value itself.
+_PLAIN = frozenset((Node_Int, Node_Str, Node_Float, Node_Bytes, Node_Boolean))
 _TRUE = Node_Boolean(True)
 _FALSE = Node_Boolean(False)
 
@@ -158,6 +160,23 @@ class Decoder:
         return value
 
     def decode_args(self, nodes: list) -> tuple:
+        # Fast path for the common call: a flat tuple of plain values/handles.
+        if nodes and type(nodes[0]) is Node_Tuple and nodes[0].value == len(nodes) - 1:
+            items = []
+            get = self.table.get
+            for index in range(1, len(nodes)):
+                node = nodes[index]
+                kind = type(node)
+                if kind in _PLAIN:
+                    items.append(node.value)
+                elif kind is Node_Object:
+                    items.append(get(node.value))
+                elif kind is Node_None_:
+                    items.append(None)
+                else:
+                    break
+            else:
+                return tuple(items)
         value = self.decode(nodes)
         if type(value) is not tuple:
             raise TypeError("arguments must be a tuple")

@@ -223,7 +223,7 @@ async fn pushy_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
             let payload = serde_bytes::ByteBuf::from(vec![b'x'; MIB16]);
             timed(5, || async {
                 let start = Instant::now();
-                let back: serde_bytes::ByteBuf = echo.call(&(&payload,)).await?.extract()?;
+                let back = echo.call(&(&payload,)).await?.into_bytes()?;
                 let took = micros(start);
                 anyhow::ensure!(back.len() == MIB16);
                 Ok(took)

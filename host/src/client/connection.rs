@@ -624,6 +624,7 @@ async fn wait_briefly<T>(
     if spin.is_zero() {
         return None;
     }
+    let _permit = crate::transport::spin::permit()?;
     let started = std::time::Instant::now();
     loop {
         match rx.try_recv() {
@@ -633,8 +634,13 @@ async fn wait_briefly<T>(
             }
             Err(oneshot::error::TryRecvError::Empty) => {}
         }
-        if started.elapsed() >= spin {
+        let spun = started.elapsed();
+        if spun >= spin {
             return None;
+        }
+        if spun >= crate::transport::spin::YIELD_AFTER {
+            // A peer sharing this CPU gets to run.
+            std::thread::yield_now();
         }
         // Lets the runtime poll its I/O driver and run the reader.
         tokio::task::yield_now().await;

@@ -55,6 +55,18 @@ impl Value {
         T::deserialize(ValueDeserializer(self)).map_err(|e| Error::Conversion(e.0))
     }
 
+    /// The payload of a `bytes` value, moved out without a copy (where
+    /// `extract::<serde_bytes::ByteBuf>()` copies it).
+    pub fn into_bytes(self) -> Result<Vec<u8>, Error> {
+        match self {
+            Value::Bytes(bytes) => Ok(bytes),
+            other => Err(Error::Conversion(format!(
+                "expected bytes, got {}",
+                other.kind()
+            ))),
+        }
+    }
+
     /// The handle, if this value is a remote object.
     pub fn as_object(&self) -> Option<&RemoteObject> {
         match self {

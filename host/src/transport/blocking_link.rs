@@ -125,16 +125,23 @@ impl<S: LinkStream> BlockingLink<S> {
         if self.stream.buffered() {
             return Ok(true);
         }
-        if timeout != Some(Duration::ZERO) && !self.spin.is_zero() {
+        if timeout != Some(Duration::ZERO)
+            && !self.spin.is_zero()
+            && let Some(_permit) = super::spin::permit()
+        {
             let started = Instant::now();
             loop {
                 if self.poll_once(Some(&Timespec::default()))? {
                     return Ok(true);
                 }
-                if started.elapsed() >= self.spin {
+                let spun = started.elapsed();
+                if spun >= self.spin {
                     break;
                 }
-                std::hint::spin_loop();
+                if spun >= super::spin::YIELD_AFTER {
+                    // A peer sharing this CPU gets to run.
+                    std::thread::yield_now();
+                }
             }
         }
         let spec = timeout.map(|t| Timespec {

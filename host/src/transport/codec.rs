@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
@@ -82,20 +82,50 @@ impl<In: DeserializeOwned, Out> Decoder for WireCodec<In, Out> {
     }
 }
 
+/// Postcard output appended straight to the frame buffer: no intermediate
+/// `Vec`, so a large payload is copied once on its way to the stream.
+struct AppendTo<'a>(&'a mut BytesMut);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.put_u8(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 impl<In, Out: Serialize> Encoder<Out> for WireCodec<In, Out> {
     type Error = TransportError;
 
     fn encode(&mut self, message: Out, dst: &mut BytesMut) -> Result<(), TransportError> {
-        let bytes = postcard::to_allocvec(&message)
+        // The same framing as `LengthDelimitedCodec` (u32, big-endian),
+        // sized first so that the buffer grows once and an oversized message
+        // is refused before anything is written.
+        let length = postcard::experimental::serialized_size(&message)
             .map_err(|e| TransportError::Malformed(e.to_string()))?;
-        if bytes.len() > self.max_frame {
+        if length > self.max_frame {
             return Err(TransportError::FrameTooLarge {
                 limit: self.max_frame,
             });
         }
-        self.frames
-            .encode(Bytes::from(bytes), dst)
-            .map_err(TransportError::Io)
+        let start = dst.len();
+        dst.reserve(4 + length);
+        dst.put_u32(length as u32);
+        if let Err(e) = postcard::serialize_with_flavor(&message, AppendTo(dst)) {
+            dst.truncate(start);
+            return Err(TransportError::Malformed(e.to_string()));
+        }
+        Ok(())
     }
 }
 
@@ -122,6 +152,36 @@ mod tests {
         partial.unsplit(buf);
         assert_eq!(host.decode(&mut partial).unwrap(), Some(message));
         assert!(partial.is_empty());
+    }
+
+    #[test]
+    fn appends_frames_and_refuses_oversized_messages_without_writing() {
+        let mut client = Client::new(64);
+        let mut buf = BytesMut::new();
+        client.encode(ClientMessage::Interrupt, &mut buf).unwrap();
+        let before = buf.clone();
+        let big = ClientMessage::Request {
+            id: 1,
+            op: Op::Eval("x".repeat(100)),
+        };
+        let err = client.encode(big, &mut buf).unwrap_err();
+        assert!(
+            matches!(err, TransportError::FrameTooLarge { limit: 64 }),
+            "{err:?}"
+        );
+        assert_eq!(buf, before);
+        let ping = ClientMessage::Request {
+            id: 2,
+            op: Op::Ping,
+        };
+        client.encode(ping.clone(), &mut buf).unwrap();
+        let mut host = Host::new(64);
+        assert_eq!(
+            host.decode(&mut buf).unwrap(),
+            Some(ClientMessage::Interrupt)
+        );
+        assert_eq!(host.decode(&mut buf).unwrap(), Some(ping));
+        assert!(buf.is_empty());
     }
 
     #[test]

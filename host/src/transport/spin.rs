@@ -7,17 +7,49 @@
 //! the peer it waits for, so it is off there.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Default polling budget of the local side waiting for a reply.
 pub const DEFAULT_CLIENT_SPIN: Duration = Duration::from_micros(100);
+/// After polling this long, a poller yields its CPU between tries, in case
+/// the peer it waits for shares that CPU.
+pub(crate) const YIELD_AFTER: Duration = Duration::from_micros(20);
 /// Default polling budget of a host waiting for the next request.
 pub const DEFAULT_SERVER_SPIN: Duration = Duration::from_micros(50);
 
+/// CPUs available to this process.
+fn cpus() -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Whether polling can help: more than one CPU is available to this process.
 pub(crate) fn worthwhile() -> bool {
-    static MANY_CPUS: OnceLock<bool> = OnceLock::new();
-    *MANY_CPUS.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+    cpus() > 1
+}
+
+static POLLING: AtomicUsize = AtomicUsize::new(0);
+
+/// The right to poll, held while polling: at most one CPU fewer than this
+/// process has polls at a time, so many idle sessions of a busy server
+/// never burn every CPU.
+pub(crate) struct Permit(());
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        POLLING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A permit to poll, if a CPU is free for it.
+pub(crate) fn permit() -> Option<Permit> {
+    if POLLING.fetch_add(1, Ordering::Relaxed) < cpus().saturating_sub(1) {
+        Some(Permit(()))
+    } else {
+        POLLING.fetch_sub(1, Ordering::Relaxed);
+        None
+    }
 }
 
 /// `budget` where polling is worthwhile, else zero. `PUSHY_SPIN_US`
