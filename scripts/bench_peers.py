@@ -56,7 +56,7 @@ THROUGHPUT = {
     "create_drop10k": (10_000, "objects/s"),
     "drop10k_held": (10_000, "releases/s"),
 }
-TIMEOUT_S = 60
+TIMEOUT_S = 30
 
 
 def run_one(command, pinned):

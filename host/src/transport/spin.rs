@@ -29,27 +29,40 @@ pub(crate) fn worthwhile() -> bool {
     cpus() > 1
 }
 
-static POLLING: AtomicUsize = AtomicUsize::new(0);
+/// Counts pollers against a cap.
+struct Pollers {
+    active: AtomicUsize,
+}
+
+impl Pollers {
+    fn enter(&'static self, cap: usize) -> Option<Permit> {
+        if self.active.fetch_add(1, Ordering::Relaxed) < cap {
+            Some(Permit(self))
+        } else {
+            self.active.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+static POLLERS: Pollers = Pollers {
+    active: AtomicUsize::new(0),
+};
 
 /// The right to poll, held while polling: at most one CPU fewer than this
 /// process has polls at a time, so many idle sessions of a busy server
 /// never burn every CPU.
-pub(crate) struct Permit(());
+pub(crate) struct Permit(&'static Pollers);
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        POLLING.fetch_sub(1, Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// A permit to poll, if a CPU is free for it.
 pub(crate) fn permit() -> Option<Permit> {
-    if POLLING.fetch_add(1, Ordering::Relaxed) < cpus().saturating_sub(1) {
-        Some(Permit(()))
-    } else {
-        POLLING.fetch_sub(1, Ordering::Relaxed);
-        None
-    }
+    POLLERS.enter(cpus().saturating_sub(1))
 }
 
 /// `budget` where polling is worthwhile, else zero. `PUSHY_SPIN_US`
@@ -65,4 +78,26 @@ pub(crate) fn budget(default: Duration) -> Duration {
         })
         .unwrap_or(default);
     if worthwhile() { chosen } else { Duration::ZERO }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permits_are_capped_and_returned() {
+        static LOCAL: Pollers = Pollers {
+            active: AtomicUsize::new(0),
+        };
+        let first = LOCAL.enter(2);
+        let second = LOCAL.enter(2);
+        assert!(first.is_some() && second.is_some());
+        assert!(LOCAL.enter(2).is_none(), "a third poller over a cap of 2");
+        drop(first);
+        let again = LOCAL.enter(2);
+        assert!(again.is_some(), "a returned permit is handed out again");
+        assert!(LOCAL.enter(0).is_none(), "one CPU: nobody polls");
+        drop((second, again));
+        assert_eq!(LOCAL.active.load(Ordering::Relaxed), 0);
+    }
 }
