@@ -6,7 +6,9 @@
 //!
 //! SYSTEM: `local`, `daemon` (a `pushy serve` on 127.0.0.1 started and
 //! stopped here), `raw-pipe` (a `cat` process), `raw-tcp` (an echo process,
-//! TCP_NODELAY). OPERATION: setup, method, getpid, append10k, bytes16m,
+//! TCP_NODELAY), and `raw-pipe-poll` / `raw-tcp-poll`: the same ping-pongs
+//! with both ends polling for up to 100 µs before they block, as this
+//! project's two sides do (the floor for that design). OPERATION: setup, method, getpid, append10k, bytes16m,
 //! create_drop10k, drop10k_held. A system without the operation prints no
 //! samples. Every loop is bounded in count and in time (`BENCH_BUDGET_S`,
 //! default 3 s); every process started here is stopped here.
@@ -292,8 +294,89 @@ fn sync_timed(
     Ok(samples)
 }
 
+/// How long the `-poll` baselines poll before blocking, and when they start
+/// yielding the CPU between tries (this project's client defaults).
+const POLL_BUDGET: Duration = Duration::from_micros(100);
+const POLL_YIELD_AFTER: Duration = Duration::from_micros(20);
+
+/// Waits until `fd` is readable, polling first when `polling`.
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, polling: bool) -> anyhow::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    if polling {
+        let started = Instant::now();
+        while started.elapsed() < POLL_BUDGET {
+            if poll(&mut fds, Some(&Timespec::default()))? > 0 {
+                return Ok(());
+            }
+            if started.elapsed() >= POLL_YIELD_AFTER {
+                std::thread::yield_now();
+            }
+        }
+    }
+    poll(&mut fds, None)?;
+    Ok(())
+}
+
+/// Reads exactly `buf.len()` bytes, waiting (and polling) before each read.
+fn read_polling(
+    reader: &mut (impl Read + std::os::fd::AsFd),
+    buf: &mut [u8],
+    polling: bool,
+) -> anyhow::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        wait_readable(reader.as_fd(), polling)?;
+        let n = reader.read(&mut buf[got..])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        got += n;
+    }
+    Ok(true)
+}
+
 fn raw_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
     match (system, op) {
+        ("raw-pipe-poll", "method") => {
+            let exe = std::env::current_exe()?;
+            let mut echo = Reaped(
+                Command::new(exe)
+                    .args(["echo-pipe", "poll"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()?,
+            );
+            let mut to = echo.0.stdin.take().context("stdin")?;
+            let mut from = echo.0.stdout.take().context("stdout")?;
+            let mut buf = [0u8; 8];
+            sync_timed(5000, || {
+                let start = Instant::now();
+                to.write_all(b"pingpong")?;
+                anyhow::ensure!(read_polling(&mut from, &mut buf, true)?, "echo ended");
+                Ok(micros(start))
+            })
+        }
+        ("raw-tcp-poll", "method") => {
+            let exe = std::env::current_exe()?;
+            let mut echo = Reaped(
+                Command::new(exe)
+                    .args(["echo-server", "8", "poll"])
+                    .stdout(Stdio::piped())
+                    .spawn()?,
+            );
+            let mut line = String::new();
+            BufReader::new(echo.0.stdout.take().context("stdout")?).read_line(&mut line)?;
+            let mut stream = TcpStream::connect(line.trim())?;
+            stream.set_nodelay(true)?;
+            let mut buf = [0u8; 8];
+            sync_timed(5000, || {
+                let start = Instant::now();
+                stream.write_all(b"pingpong")?;
+                anyhow::ensure!(read_polling(&mut stream, &mut buf, true)?, "echo ended");
+                Ok(micros(start))
+            })
+        }
         ("raw-pipe", "method") => {
             let mut cat = Reaped(
                 Command::new("cat")
@@ -316,7 +399,7 @@ fn raw_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
             let exe = std::env::current_exe()?;
             let mut echo = Reaped(
                 Command::new(exe)
-                    .args(["echo-server", &size.to_string()])
+                    .args(["echo-server", &size.to_string(), "block"])
                     .stdout(Stdio::piped())
                     .spawn()?,
             );
@@ -351,8 +434,21 @@ fn raw_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
     }
 }
 
-/// The other end of `raw-tcp`: echoes frames of `size` bytes back.
-fn echo_server(size: usize) -> anyhow::Result<()> {
+/// The other end of `raw-pipe-poll`: echoes stdin to stdout, polling.
+fn echo_pipe() -> anyhow::Result<()> {
+    let mut input = std::io::stdin().lock();
+    let mut output = std::io::stdout().lock();
+    let mut buf = [0u8; 8];
+    while read_polling(&mut input, &mut buf, true)? {
+        output.write_all(&buf)?;
+        output.flush()?;
+    }
+    Ok(())
+}
+
+/// The other end of `raw-tcp`: echoes what arrives (frames of `size` bytes),
+/// polling before each read when `polling`.
+fn echo_server(size: usize, polling: bool) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     println!("{}", listener.local_addr()?);
     std::io::stdout().flush()?;
@@ -360,6 +456,7 @@ fn echo_server(size: usize) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
     let mut buf = vec![0u8; size.min(1 << 20)];
     loop {
+        wait_readable(std::os::fd::AsFd::as_fd(&stream), polling)?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             return Ok(());
@@ -370,12 +467,16 @@ fn echo_server(size: usize) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [mode, size, rest @ ..] if mode == "echo-server" => {
+            return echo_server(size.parse()?, rest.iter().any(|a| a == "poll"));
+        }
+        [mode, ..] if mode == "echo-pipe" => return echo_pipe(),
+        _ => {}
+    }
     let [system, op] = args.as_slice() else {
         bail!("usage: peer_bench SYSTEM OPERATION");
     };
-    if system == "echo-server" {
-        return echo_server(op.parse()?);
-    }
     let samples = if system.starts_with("raw-") {
         raw_op(system, op)?
     } else {
