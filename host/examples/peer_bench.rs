@@ -338,11 +338,17 @@ fn read_polling(
 
 fn raw_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
     match (system, op) {
-        ("raw-pipe-poll", "method") => {
-            let exe = std::env::current_exe()?;
+        ("raw-pipe" | "raw-pipe-poll", "method") => {
+            let polling = system.ends_with("-poll");
+            let mut command = if polling {
+                let mut echo = Command::new(std::env::current_exe()?);
+                echo.args(["echo-pipe", "poll"]);
+                echo
+            } else {
+                Command::new("cat")
+            };
             let mut echo = Reaped(
-                Command::new(exe)
-                    .args(["echo-pipe", "poll"])
+                command
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .spawn()?,
@@ -353,53 +359,21 @@ fn raw_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
             sync_timed(5000, || {
                 let start = Instant::now();
                 to.write_all(b"pingpong")?;
-                anyhow::ensure!(read_polling(&mut from, &mut buf, true)?, "echo ended");
+                anyhow::ensure!(read_polling(&mut from, &mut buf, polling)?, "echo ended");
                 Ok(micros(start))
             })
         }
-        ("raw-tcp-poll", "method") => {
-            let exe = std::env::current_exe()?;
-            let mut echo = Reaped(
-                Command::new(exe)
-                    .args(["echo-server", "8", "poll"])
-                    .stdout(Stdio::piped())
-                    .spawn()?,
-            );
-            let mut line = String::new();
-            BufReader::new(echo.0.stdout.take().context("stdout")?).read_line(&mut line)?;
-            let mut stream = TcpStream::connect(line.trim())?;
-            stream.set_nodelay(true)?;
-            let mut buf = [0u8; 8];
-            sync_timed(5000, || {
-                let start = Instant::now();
-                stream.write_all(b"pingpong")?;
-                anyhow::ensure!(read_polling(&mut stream, &mut buf, true)?, "echo ended");
-                Ok(micros(start))
-            })
-        }
-        ("raw-pipe", "method") => {
-            let mut cat = Reaped(
-                Command::new("cat")
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .spawn()?,
-            );
-            let mut to = cat.0.stdin.take().context("stdin")?;
-            let mut from = cat.0.stdout.take().context("stdout")?;
-            let mut buf = [0u8; 8];
-            sync_timed(5000, || {
-                let start = Instant::now();
-                to.write_all(b"pingpong")?;
-                from.read_exact(&mut buf)?;
-                Ok(micros(start))
-            })
-        }
-        ("raw-tcp", "method" | "bytes16m") => {
+        ("raw-tcp-poll", "method") | ("raw-tcp", "method" | "bytes16m") => {
+            let polling = system.ends_with("-poll");
             let size = if op == "method" { 8 } else { MIB16 };
             let exe = std::env::current_exe()?;
             let mut echo = Reaped(
                 Command::new(exe)
-                    .args(["echo-server", &size.to_string(), "block"])
+                    .args([
+                        "echo-server",
+                        &size.to_string(),
+                        if polling { "poll" } else { "block" },
+                    ])
                     .stdout(Stdio::piped())
                     .spawn()?,
             );
@@ -413,7 +387,7 @@ fn raw_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
                 let start = Instant::now();
                 if size == 8 {
                     stream.write_all(&payload)?;
-                    stream.read_exact(&mut back)?;
+                    anyhow::ensure!(read_polling(&mut stream, &mut back, polling)?, "echo ended");
                 } else {
                     // Both directions at once, as an echo of 16 MiB must.
                     let mut writer = stream.try_clone()?;
