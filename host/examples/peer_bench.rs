@@ -158,19 +158,19 @@ async fn until_baseline(con: &Connection, baseline: usize) -> anyhow::Result<()>
     }
 }
 
+/// `con.modules.os.getpid()`, Pushy's way.
+async fn getpid(con: &Connection) -> anyhow::Result<i64> {
+    let os = con.modules().import("os").await?;
+    Ok(os.call_method("getpid", &()).await?.extract()?)
+}
+
 async fn pushy_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
     let pushy = Pushy::new(system)?;
     if op == "setup" {
         return timed(20, || async {
             let start = Instant::now();
             let con = pushy.connect().await?;
-            let pid: i64 = con
-                .modules()
-                .import("os")
-                .await?
-                .call_method("getpid", &())
-                .await?
-                .extract()?;
+            let pid = getpid(&con).await?;
             let took = micros(start);
             anyhow::ensure!(pid > 0);
             con.close().await?;
@@ -194,13 +194,7 @@ async fn pushy_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
         "getpid" => {
             timed(3000, || async {
                 let start = Instant::now();
-                let pid: i64 = con
-                    .modules()
-                    .import("os")
-                    .await?
-                    .call_method("getpid", &())
-                    .await?
-                    .extract()?;
+                let pid = getpid(&con).await?;
                 let took = micros(start);
                 anyhow::ensure!(pid > 0);
                 Ok(took)

@@ -433,35 +433,30 @@ impl Shared {
         }
     }
 
+    /// A handle for an id the guest sent: the live one, or a new one.
     fn adopt(self: &Arc<Self>, info: HandleInfo) -> RemoteObject {
-        let mut handles = self.handles.lock().expect("handle lock");
-        if let Some(inner) = handles.get(&info.id).and_then(Weak::upgrade) {
-            inner.received.fetch_add(1, Ordering::Relaxed);
-            return RemoteObject { inner };
-        }
-        let inner = Arc::new(HandleInner {
-            id: info.id,
-            type_name: info.type_name,
-            opmask: info.opmask,
-            received: AtomicU32::new(1),
-            shared: self.clone(),
-        });
-        handles.insert(info.id, Arc::downgrade(&inner));
-        RemoteObject { inner }
+        self.handle_for(info, 1)
     }
 
     /// A handle for a cached module: the live one, or a new one that owns
     /// no guest count of its own.
     fn adopt_cached(self: &Arc<Self>, info: HandleInfo) -> RemoteObject {
+        self.handle_for(info, 0)
+    }
+
+    /// The live handle for `info.id` counting `sends` more guest counts, or
+    /// a new handle owning `sends`.
+    fn handle_for(self: &Arc<Self>, info: HandleInfo, sends: u32) -> RemoteObject {
         let mut handles = self.handles.lock().expect("handle lock");
         if let Some(inner) = handles.get(&info.id).and_then(Weak::upgrade) {
+            inner.received.fetch_add(sends, Ordering::Relaxed);
             return RemoteObject { inner };
         }
         let inner = Arc::new(HandleInner {
             id: info.id,
             type_name: info.type_name,
             opmask: info.opmask,
-            received: AtomicU32::new(0),
+            received: AtomicU32::new(sends),
             shared: self.clone(),
         });
         handles.insert(info.id, Arc::downgrade(&inner));
