@@ -20,6 +20,13 @@ fn config() -> SessionConfig {
     config
 }
 
+/// [`config`] with time to spare, for tests of other limits.
+fn roomy_config() -> SessionConfig {
+    let mut config = config();
+    config.time_limit = Some(Duration::from_secs(20));
+    config
+}
+
 fn count(dir: &str) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
@@ -148,25 +155,32 @@ async fn hostile_guest_code_gets_its_exact_outcome() {
         .await
         .unwrap_err();
     assert!(deep.is_python("ValueError"), "{deep:?}");
-    let nested = con
+    // repr() of it recurses until the C stack margin, ~1 s of guest time
+    // on the CI machine (CPython checks each level against all open ones):
+    // a session with room for that, so the outcome tested is the error.
+    let deep_con = session_with(roomy_config()).await;
+    let nested = deep_con
         .eval("__import__('functools').reduce(lambda acc, _: [acc], range(100_000), [])")
         .await
         .unwrap()
         .into_object()
         .unwrap();
     assert!(nested.obtain().await.unwrap_err().is_python("ValueError"));
-    assert!(nested.repr().await.unwrap_err().is_python("RecursionError"));
+    let repr_err = nested.repr().await.unwrap_err();
+    assert!(repr_err.is_python("RecursionError"), "{repr_err:?}");
     // Dropping it deallocates 100,000 levels in C: the session survives.
     drop(nested);
-    con.flush_releases();
+    deep_con.flush_releases();
     assert_eq!(
-        con.eval("'after the drop'")
+        deep_con
+            .eval("'after the drop'")
             .await
             .unwrap()
             .extract::<String>()
             .unwrap(),
         "after the drop"
     );
+    deep_con.close().await.unwrap();
     // A malicious pickle runs only inside the guest.
     expect_e(
         &con,
@@ -196,8 +210,9 @@ async fn hostile_guest_code_gets_its_exact_outcome() {
     )
     .await;
 
-    // A print flood is cut at the cap; the session survives.
-    let flood = session_with(config()).await;
+    // A print flood is cut at the cap; the session survives. (Making the
+    // thousand 1 MB strings takes about a second here: not the limit tested.)
+    let flood = session_with(roomy_config()).await;
     let mut output = flood.take_output();
     flood
         .execute("for _ in range(1000):\n    print('x' * 1_000_000)")

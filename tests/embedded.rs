@@ -55,7 +55,7 @@ async fn immutable_values_come_by_value_and_the_rest_by_handle() -> anyhow::Resu
     assert!(matches!(&items[3], Value::BigInt(s) if s == "1180591620717411303424"));
     assert!(matches!(items[4], Value::Float(f) if f == 1.5));
     assert!(matches!(&items[5], Value::Str(s) if s == "é"));
-    assert!(matches!(&items[6], Value::Bytes(b) if b == &[0, 255]));
+    assert!(matches!(&items[6], Value::Bytes(b) if b[..] == [0, 255]));
     let nested: (i64, (i64,)) = items[7].extract()?;
     assert_eq!(nested, (1, (2,)));
 

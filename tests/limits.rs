@@ -348,3 +348,24 @@ async fn binary_and_unicode_output_pass_through_exactly_and_do_not_leak() -> any
     assert_eq!(total, 512 << 20);
     Ok(())
 }
+
+#[tokio::test]
+async fn bytes_returned_by_the_guest_arrive_exactly_and_do_not_leak() -> anyhow::Result<()> {
+    // componentize-py 0.25.1 never frees a `list<u8>` it lowers: with bytes
+    // returned that way, this session ran out of its 128 MiB after ~14 calls.
+    let mut config = session_config();
+    config.memory_limit = 128 << 20;
+    let con = session_with(config).await;
+    let make = con
+        .eval("lambda i: bytes(range(256)) * (32 * 1024) + bytes([i])")
+        .await?
+        .into_object()?;
+    // 512 MiB out of a 128 MiB sandbox, every byte value, 8 MiB per call.
+    for i in 0..64u8 {
+        let data = make.call(&(i,)).await?.into_bytes()?;
+        assert_eq!(data.len(), (8 << 20) + 1);
+        assert!(data[..256].iter().copied().eq(0..=255u8), "call {i}");
+        assert_eq!(data[data.len() - 2..], [255, i]);
+    }
+    Ok(())
+}

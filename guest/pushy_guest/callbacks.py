@@ -12,18 +12,7 @@ import weakref
 from typing import Any, Callable
 
 from wit_world.imports import host
-from wit_world.imports.types import (
-    Inbound_Done, Node_Bytes, Node_BytesText, ReleaseEntry, Reply_Ok,
-)
-
-
-def for_import(nodes: list) -> list:
-    """Bytes nodes as latin-1 text: `list<u8>` arguments to imports leak in
-    componentize-py 0.25.1, strings do not (see wit/agent.wit)."""
-    for index, node in enumerate(nodes):
-        if type(node) is Node_Bytes:
-            nodes[index] = Node_BytesText(node.value.decode("latin-1"))
-    return nodes
+from wit_world.imports.types import Inbound_Done, ReleaseEntry, Reply_Ok
 
 
 class CallbackError(Exception):
@@ -73,12 +62,12 @@ class CallbackProxies:
 
     def call(self, callback_id: int, args: tuple, kwargs: dict) -> Any:
         self.before_call()
-        kwargs_nodes = [(key, for_import(value)) for key, value in self.encode_kwargs(kwargs)]
-        inbound = host.call_local(callback_id, for_import(self.encode_args(args)), kwargs_nodes)
+        # Bytes leave the guest as latin-1 text (see values.Encoder), which
+        # imports need as much as exports.
+        kwargs_nodes = self.encode_kwargs(kwargs)
+        inbound = host.call_local(callback_id, self.encode_args(args), kwargs_nodes)
         while type(inbound) is not Inbound_Done:
             reply = self.dispatch(inbound.value)
-            if type(reply) is Reply_Ok:
-                for_import(reply.value)
             inbound = host.resume(reply)
         reply = inbound.value
         if type(reply) is Reply_Ok:

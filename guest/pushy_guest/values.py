@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from wit_world.imports.types import (
-    HandleInfo, Node_BigInt, Node_Boolean, Node_Bytes, Node_Callback, Node_Dict,
+    HandleInfo, Node_BigInt, Node_Boolean, Node_Bytes, Node_BytesText, Node_Callback, Node_Dict,
     Node_Float, Node_Frozenset, Node_Handle, Node_Int, Node_List, Node_None_,
     Node_Object, Node_Set, Node_Str, Node_Tuple,
 )
@@ -98,7 +98,11 @@ class Encoder:
             nodes.append(Node_Str(obj))
         elif kind is bytes:
             self._charge(len(obj))
-            nodes.append(Node_Bytes(obj))
+            # Never `list<u8>` out of the guest: componentize-py 0.25.1 leaks
+            # the buffer of every `list<u8>` it lowers (export results and
+            # import arguments alike); strings are freed. latin-1 maps each
+            # byte to one char, losslessly (see `bytes-text` in wit/agent.wit).
+            nodes.append(Node_BytesText(obj.decode("latin-1")))
         elif kind is tuple:
             if depth >= MAX_DEPTH:
                 raise ValueError(f"value nested deeper than {MAX_DEPTH} levels")

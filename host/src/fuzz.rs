@@ -20,7 +20,7 @@ pub(crate) fn node() -> impl Strategy<Value = Node> {
         "[0-9]{0,30}".prop_map(Node::BigInt),
         any::<f64>().prop_map(Node::Float),
         ".{0,12}".prop_map(Node::Str),
-        proptest::collection::vec(any::<u8>(), 0..16).prop_map(Node::Bytes),
+        proptest::collection::vec(any::<u8>(), 0..16).prop_map(|b| Node::Bytes(b.into())),
         (0u32..5).prop_map(Node::Tuple),
         (0u32..5).prop_map(Node::List),
         (0u32..3).prop_map(Node::Dict),

@@ -36,6 +36,8 @@ pub mod sandbox;
 pub mod testing;
 pub mod transport;
 
+/// Byte payloads of [`Value::Bytes`] (re-exported from the `bytes` crate).
+pub use bytes::Bytes;
 pub use client::{
     CALLBACK_ERROR_TYPE, CallArgs, Callback, Connection, ConnectionConfig, DEFAULT_OBTAIN_LIMIT,
     Error, Modules, OutputChunk, OutputMode, PythonError, RemoteIter, RemoteObject, Target, Value,

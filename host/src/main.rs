@@ -205,6 +205,8 @@ impl LimitArgs {
 }
 
 fn main() -> ExitCode {
+    // Large values reuse their buffers instead of faulting in fresh pages.
+    pushy::sandbox::heap::keep_large_blocks();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

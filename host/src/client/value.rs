@@ -4,6 +4,7 @@
 //! `RemoteObject` or `Callback` inside it becomes a reference by id).
 //! Incoming: a [`Value`] tree; `extract::<T>()` deserializes it with serde.
 
+use bytes::Bytes;
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 use serde::ser::{self, Serialize};
 
@@ -33,8 +34,8 @@ pub enum Value {
     Float(f64),
     /// `str`
     Str(String),
-    /// `bytes`
-    Bytes(Vec<u8>),
+    /// `bytes`: a large payload shares the buffer it arrived in (no copy).
+    Bytes(Bytes),
     /// `tuple`
     Tuple(Vec<Value>),
     /// `list` (only from `obtain`)
@@ -56,8 +57,9 @@ impl Value {
     }
 
     /// The payload of a `bytes` value, moved out without a copy (where
-    /// `extract::<serde_bytes::ByteBuf>()` copies it).
-    pub fn into_bytes(self) -> Result<Vec<u8>, Error> {
+    /// `extract::<serde_bytes::ByteBuf>()` copies it). Dropping it lets the
+    /// connection reuse the buffer it arrived in for the next large value.
+    pub fn into_bytes(self) -> Result<Bytes, Error> {
         match self {
             Value::Bytes(bytes) => Ok(bytes),
             other => Err(Error::Conversion(format!(
@@ -477,7 +479,7 @@ impl<'a> ser::Serializer for NodeSerializer<'a> {
         self.push(Node::Str(v.to_owned()))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), EncodeError> {
-        self.push(Node::Bytes(v.to_vec()))
+        self.push(Node::Bytes(Bytes::copy_from_slice(v)))
     }
     fn serialize_none(self) -> Result<(), EncodeError> {
         self.push(Node::None)

@@ -26,7 +26,7 @@ fn node_to_wit(node: wire::Node) -> wit::Node {
         wire::Node::BigInt(s) => wit::Node::BigInt(s),
         wire::Node::Float(f) => wit::Node::Float(f),
         wire::Node::Str(s) => wit::Node::Str(s),
-        wire::Node::Bytes(b) => wit::Node::Bytes(b),
+        wire::Node::Bytes(b) => wit::Node::Bytes(b.into()),
         wire::Node::Tuple(n) => wit::Node::Tuple(n),
         wire::Node::List(n) => wit::Node::List(n),
         wire::Node::Dict(n) => wit::Node::Dict(n),
@@ -51,7 +51,7 @@ fn node_from_wit(node: wit::Node) -> wire::Node {
         wit::Node::BigInt(s) => wire::Node::BigInt(s),
         wit::Node::Float(f) => wire::Node::Float(f),
         wit::Node::Str(s) => wire::Node::Str(s),
-        wit::Node::Bytes(b) => wire::Node::Bytes(b),
+        wit::Node::Bytes(b) => wire::Node::Bytes(b.into()),
         wit::Node::Tuple(n) => wire::Node::Tuple(n),
         wit::Node::List(n) => wire::Node::List(n),
         wit::Node::Dict(n) => wire::Node::Dict(n),
@@ -60,19 +60,59 @@ fn node_from_wit(node: wit::Node) -> wire::Node {
         wit::Node::Handle(h) => wire::Node::Handle(handle_from_wit(h)),
         wit::Node::Object(id) => wire::Node::Object(id),
         wit::Node::Callback(id) => wire::Node::Callback(id),
-        wit::Node::BytesText(text) => wire::Node::Bytes(latin1_bytes(text)),
+        wit::Node::BytesText(text) => wire::Node::Bytes(latin1_bytes(text).into()),
     }
 }
 
 /// Bytes the guest sent as latin-1 text, one char per byte (see `bytes-text`
 /// and `emit-output` in wit/agent.wit). A hostile guest may send chars above
 /// U+00FF: they are clamped, never trusted.
+///
+/// Decoded in place: a char's UTF-8 form is never shorter than its byte, so
+/// the bytes fit in the string's own buffer, and ASCII text costs nothing.
 pub(crate) fn latin1_bytes(text: String) -> Vec<u8> {
-    if text.is_ascii() {
-        text.into_bytes()
-    } else {
-        text.chars().map(|c| u32::from(c).min(255) as u8).collect()
+    let mut bytes = text.into_bytes();
+    let Some(mut read) = ascii_prefix(&bytes) else {
+        return bytes;
+    };
+    let mut write = read;
+    while read < bytes.len() {
+        // Runs of ASCII move as one block.
+        let run = ascii_prefix(&bytes[read..]).unwrap_or(bytes.len() - read);
+        bytes.copy_within(read..read + run, write);
+        read += run;
+        write += run;
+        let Some(&lead) = bytes.get(read) else { break };
+        // `text` was valid UTF-8, so `lead` starts a 2-, 3- or 4-byte char.
+        let (byte, width) = match lead {
+            0xC0..=0xDF => {
+                let next = bytes.get(read + 1).copied().unwrap_or(0);
+                let code = (u32::from(lead & 0x1F) << 6) | u32::from(next & 0x3F);
+                (code.min(255) as u8, 2)
+            }
+            0xE0..=0xEF => (255, 3),
+            _ => (255, 4),
+        };
+        bytes[write] = byte;
+        write += 1;
+        read += width;
     }
+    bytes.truncate(write);
+    bytes
+}
+
+/// Length of the leading ASCII run, `None` if it is all ASCII. Checks
+/// blocks with the word-at-a-time `is_ascii` before looking at bytes.
+fn ascii_prefix(bytes: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 256;
+    let mut start = 0;
+    for block in bytes.chunks(BLOCK) {
+        if !block.is_ascii() {
+            return block.iter().position(|&b| b >= 0x80).map(|at| start + at);
+        }
+        start += block.len();
+    }
+    None
 }
 
 fn handle_from_wit(h: wit::HandleInfo) -> wire::HandleInfo {
@@ -273,5 +313,28 @@ pub(crate) fn inbound_to_wit(inbound: wire::Inbound) -> wit::Inbound {
     match inbound {
         wire::Inbound::Done(reply) => wit::Inbound::Done(reply_to_wit(reply)),
         wire::Inbound::Request(op) => wit::Inbound::Request(op_to_wit(op)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latin1_bytes;
+
+    #[test]
+    fn latin1_text_decodes_to_every_byte_value() {
+        let all: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        let text: String = all.iter().map(|&b| char::from(b)).collect();
+        assert_eq!(latin1_bytes(text), all);
+        let ascii = "plain ascii".to_owned();
+        assert_eq!(latin1_bytes(ascii), b"plain ascii");
+    }
+
+    #[test]
+    fn chars_beyond_latin1_are_clamped_not_trusted() {
+        assert_eq!(
+            latin1_bytes("a\u{100}b\u{20ac}c\u{1f600}".into()),
+            b"a\xffb\xffc\xff"
+        );
+        assert_eq!(latin1_bytes("\u{7ff}".into()), b"\xff");
     }
 }

@@ -6,6 +6,7 @@
 
 mod bindings;
 mod cache;
+pub mod heap;
 mod instance;
 mod mounts;
 mod serve;

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
+use super::codec::OutFrames;
 use super::{TransportError, WireCodec};
 use crate::protocol::{CAPABILITIES, ClientMessage, PROTOCOL_VERSION, ServerMessage};
 use crate::sandbox::SessionLink;
@@ -85,7 +86,7 @@ pub(crate) struct BlockingLink<S> {
     stream: S,
     codec: WireCodec<ClientMessage, ServerMessage>,
     read_buf: BytesMut,
-    write_buf: BytesMut,
+    out: OutFrames,
     scratch: Vec<u8>,
     /// Messages read while looking for an interrupt, in order.
     pending: VecDeque<ClientMessage>,
@@ -103,7 +104,7 @@ impl<S: LinkStream> BlockingLink<S> {
             stream,
             codec: WireCodec::new(limits.max_frame),
             read_buf: BytesMut::with_capacity(64 * 1024),
-            write_buf: BytesMut::with_capacity(64 * 1024),
+            out: OutFrames::default(),
             scratch: vec![0; 256 * 1024],
             pending: VecDeque::new(),
             limits,
@@ -234,10 +235,15 @@ impl<S: LinkStream> BlockingLink<S> {
     }
 
     pub(crate) fn write_message(&mut self, message: ServerMessage) -> Result<(), TransportError> {
-        self.write_buf.clear();
-        self.codec.encode(message, &mut self.write_buf)?;
-        self.stream.write_all(&self.write_buf)?;
+        self.out.clear();
+        self.codec.encode_frames(&message, &mut self.out)?;
+        // Large payloads go to the stream from where they lie, uncopied.
+        for piece in self.out.pieces() {
+            self.stream.write_all(piece)?;
+        }
         self.stream.flush()?;
+        // Let go of the payloads now rather than at the next message.
+        self.out.clear();
         Ok(())
     }
 

@@ -2,11 +2,12 @@
 //! that move frames between the stream and the connection's channels.
 
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use super::auth::Token;
+use super::codec::OutFrames;
 use super::{TransportError, WireCodec};
 use crate::client::{Connection, ConnectionConfig, Error};
 use crate::protocol::{CAPABILITIES, ClientMessage, PROTOCOL_VERSION, ServerMessage};
@@ -71,17 +72,31 @@ where
 
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
     let (in_tx, in_rx) = mpsc::unbounded_channel();
+    // The writer keeps the encoder and the stream of the handshake.
+    let mut codec = frames_out.encoder().clone();
+    let mut writer = frames_out.into_inner();
     tokio::spawn(async move {
+        let mut out = OutFrames::default();
         while let Some(message) = out_rx.recv().await {
-            // Write what is queued in one go, then flush once.
-            let mut result = frames_out.feed(message).await;
-            while result.is_ok() {
+            // Encode what is queued, then write it in one go and flush once;
+            // large payloads are written from where they lie, uncopied.
+            let mut result = codec.encode_frames(&message, &mut out);
+            drop(message);
+            while result.is_ok() && out.len() < BATCH_BYTES {
                 match out_rx.try_recv() {
-                    Ok(message) => result = frames_out.feed(message).await,
+                    Ok(message) => result = codec.encode_frames(&message, &mut out),
                     Err(_) => break,
                 }
             }
-            if let Err(error) = result.and(frames_out.flush().await) {
+            // A message that cannot be encoded (larger than a frame) ends
+            // the connection, as a failed write does: its caller would
+            // otherwise wait for a reply that never comes.
+            let written = match result {
+                Ok(()) => write_pieces(&mut writer, &out).await,
+                Err(error) => Err(std::io::Error::other(error)),
+            };
+            out.clear();
+            if let Err(error) = written {
                 tracing::debug!(%error, "writing to the host failed");
                 break;
             }
@@ -109,6 +124,19 @@ where
         }
     });
     Ok(Connection::start(out_tx, in_rx, config))
+}
+
+/// Queued messages are batched into one write up to about this many bytes.
+const BATCH_BYTES: usize = 1 << 20;
+
+async fn write_pieces<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &OutFrames,
+) -> std::io::Result<()> {
+    for piece in out.pieces() {
+        writer.write_all(piece).await?;
+    }
+    writer.flush().await
 }
 
 fn refused(reason: String) -> TransportError {

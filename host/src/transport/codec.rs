@@ -3,12 +3,13 @@
 
 use std::marker::PhantomData;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use super::TransportError;
+use crate::protocol::payload;
 
 /// Default largest frame: a 256 MiB value plus room for the message around it.
 pub const DEFAULT_MAX_FRAME: usize = (256 << 20) + (1 << 20);
@@ -62,12 +63,15 @@ impl<In: DeserializeOwned, Out> Decoder for WireCodec<In, Out> {
             }
             Err(e) => return Err(TransportError::Io(e)),
         };
-        let (message, rest) = postcard::take_from_bytes(&frame)
-            .map_err(|e| TransportError::Malformed(e.to_string()))?;
-        if !rest.is_empty() {
+        // Large `bytes` payloads become slices of the frame, not copies.
+        let frame = frame.freeze();
+        let (message, trailing) = payload::decode_sharing(&frame, |bytes| {
+            postcard::take_from_bytes::<In>(bytes).map(|(message, rest)| (message, rest.len()))
+        })
+        .map_err(|e| TransportError::Malformed(e.to_string()))?;
+        if trailing != 0 {
             return Err(TransportError::Malformed(format!(
-                "{} trailing bytes after the message",
-                rest.len()
+                "{trailing} trailing bytes after the message"
             )));
         }
         Ok(Some(message))
@@ -104,6 +108,126 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
     }
 }
 
+/// Encoded frames waiting to be written: the frame bytes with every large
+/// `bytes` payload left out, and those payloads by reference with the
+/// position they belong at. Writing the pieces in order sends exactly what
+/// [`Encoder::encode`] would, without first copying the payloads.
+#[derive(Debug, Default)]
+pub struct OutFrames {
+    head: BytesMut,
+    payloads: Vec<(usize, Bytes)>,
+}
+
+impl OutFrames {
+    /// Nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_empty() && self.payloads.is_empty()
+    }
+
+    /// Bytes waiting, payloads included.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.payloads.iter().map(|(_, p)| p.len()).sum::<usize>()
+    }
+
+    /// Forgets what was written; keeps the buffer for the next frames.
+    pub fn clear(&mut self) {
+        self.head.clear();
+        self.payloads.clear();
+    }
+
+    /// The bytes to write, in order.
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        let mut from = 0;
+        let mut payloads = self.payloads.iter();
+        let mut next_payload: Option<&[u8]> = None;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            loop {
+                if let Some(payload) = next_payload.take() {
+                    return Some(payload);
+                }
+                if done {
+                    return None;
+                }
+                let piece = match payloads.next() {
+                    Some((at, payload)) => {
+                        next_payload = Some(&payload[..]);
+                        let piece = &self.head[from..*at];
+                        from = *at;
+                        piece
+                    }
+                    None => {
+                        done = true;
+                        &self.head[from..]
+                    }
+                };
+                if !piece.is_empty() {
+                    return Some(piece);
+                }
+            }
+        })
+    }
+}
+
+/// Postcard output for [`OutFrames`]: payloads claimed by reference, the
+/// rest appended to the head buffer.
+struct Gather<'a>(&'a mut OutFrames);
+
+impl postcard::ser_flavors::Flavor for Gather<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.head.put_u8(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        match payload::claim(data) {
+            Some(payload) => self.0.payloads.push((self.0.head.len(), payload)),
+            None => self.0.head.extend_from_slice(data),
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+impl<In, Out: Serialize> WireCodec<In, Out> {
+    /// Appends `message` as a frame to `out`, leaving large payloads where
+    /// they are (see [`OutFrames`]). The same checks as [`Encoder::encode`].
+    pub fn encode_frames(
+        &mut self,
+        message: &Out,
+        out: &mut OutFrames,
+    ) -> Result<(), TransportError> {
+        let length = self.checked_length(message)?;
+        let (start, payloads) = (out.head.len(), out.payloads.len());
+        out.head.put_u32(length as u32);
+        let encoded = payload::encode_gathering(|| {
+            postcard::serialize_with_flavor(message, Gather(&mut *out))
+        });
+        if let Err(e) = encoded {
+            out.head.truncate(start);
+            out.payloads.truncate(payloads);
+            return Err(TransportError::Malformed(e.to_string()));
+        }
+        Ok(())
+    }
+
+    fn checked_length(&self, message: &Out) -> Result<usize, TransportError> {
+        let length = postcard::experimental::serialized_size(message)
+            .map_err(|e| TransportError::Malformed(e.to_string()))?;
+        if length > self.max_frame {
+            return Err(TransportError::FrameTooLarge {
+                limit: self.max_frame,
+            });
+        }
+        Ok(length)
+    }
+}
+
 impl<In, Out: Serialize> Encoder<Out> for WireCodec<In, Out> {
     type Error = TransportError;
 
@@ -111,13 +235,7 @@ impl<In, Out: Serialize> Encoder<Out> for WireCodec<In, Out> {
         // The same framing as `LengthDelimitedCodec` (u32, big-endian),
         // sized first so that the buffer grows once and an oversized message
         // is refused before anything is written.
-        let length = postcard::experimental::serialized_size(&message)
-            .map_err(|e| TransportError::Malformed(e.to_string()))?;
-        if length > self.max_frame {
-            return Err(TransportError::FrameTooLarge {
-                limit: self.max_frame,
-            });
-        }
+        let length = self.checked_length(&message)?;
         let start = dst.len();
         dst.reserve(4 + length);
         dst.put_u32(length as u32);
@@ -182,6 +300,46 @@ mod tests {
         );
         assert_eq!(host.decode(&mut buf).unwrap(), Some(ping));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn gathered_frames_write_the_same_bytes_without_copying_payloads() {
+        use crate::protocol::{Node, WireValue};
+        let payload = bytes::Bytes::from(vec![3u8; 1 << 20]);
+        let call = |id, data: &bytes::Bytes| ClientMessage::Request {
+            id,
+            op: Op::Call {
+                target: 9,
+                args: WireValue(vec![
+                    Node::Tuple(2),
+                    Node::Bytes(data.clone()),
+                    Node::Int(1),
+                ]),
+                kwargs: Vec::new(),
+            },
+        };
+        let small = bytes::Bytes::from_static(b"small");
+        let messages = [call(1, &payload), ClientMessage::Interrupt, call(2, &small)];
+        let mut copied = BytesMut::new();
+        let mut out = OutFrames::default();
+        for message in &messages {
+            Client::default()
+                .encode(message.clone(), &mut copied)
+                .unwrap();
+            Client::default().encode_frames(message, &mut out).unwrap();
+        }
+        let pieces: Vec<&[u8]> = out.pieces().collect();
+        assert_eq!(pieces.concat(), copied.to_vec());
+        assert_eq!(out.len(), copied.len());
+        // The large payload is written from its own buffer; the rest is copied.
+        assert!(pieces.iter().any(|p| p.as_ptr() == payload.as_ptr()));
+        assert_eq!(pieces.len(), 3);
+        let mut tiny = OutFrames::default();
+        let err = Client::new(64)
+            .encode_frames(&messages[0], &mut tiny)
+            .unwrap_err();
+        assert!(matches!(err, TransportError::FrameTooLarge { limit: 64 }));
+        assert!(tiny.is_empty());
     }
 
     #[test]

@@ -186,6 +186,8 @@ fn run_connection<S: LinkStream + 'static>(
     }
     tracing::info!(%peer, "session ended");
     drop(permit);
+    // The session's large buffers are free now: give them back.
+    crate::sandbox::heap::return_free_memory();
 }
 
 /// `pushy host --stdio`: one session over this process's stdin and stdout,

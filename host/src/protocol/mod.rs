@@ -5,7 +5,10 @@
 //! [`Node`]s (the same shape as the WIT interface), which keeps decoding free
 //! of recursion: a hostile peer cannot overflow the stack with deep nesting.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+pub mod payload;
 
 /// Version of this protocol; both ends must agree during the handshake.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -72,8 +75,9 @@ pub enum Node {
     Float(f64),
     /// `str`
     Str(String),
-    /// `bytes`
-    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// `bytes`; when decoded from a frame, a large payload shares the
+    /// frame's buffer (see [`payload`]).
+    Bytes(#[serde(with = "payload")] Bytes),
     /// `tuple` of the next n values
     Tuple(u32),
     /// `list` of the next n values (by value: only from `obtain` or from the local side)
