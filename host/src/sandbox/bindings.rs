@@ -9,60 +9,61 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "agent",
     imports: { default: trappable },
+    ownership: Borrowing { duplicate_if_necessary: true },
 });
 
 pub(crate) use self::pushy::agent::host;
 pub(crate) use self::pushy::agent::types as wit;
 
-pub(crate) fn value_to_wit(value: wire::WireValue) -> Vec<wit::Node> {
+pub(crate) fn value_to_wit(value: wire::WireValue) -> Vec<wit::NodeResult> {
     value.0.into_iter().map(node_to_wit).collect()
 }
 
-fn node_to_wit(node: wire::Node) -> wit::Node {
+fn node_to_wit(node: wire::Node) -> wit::NodeResult {
     match node {
-        wire::Node::None => wit::Node::None,
-        wire::Node::Bool(b) => wit::Node::Boolean(b),
-        wire::Node::Int(i) => wit::Node::Int(i),
-        wire::Node::BigInt(s) => wit::Node::BigInt(s),
-        wire::Node::Float(f) => wit::Node::Float(f),
-        wire::Node::Str(s) => wit::Node::Str(s),
-        wire::Node::Bytes(b) => wit::Node::Bytes(b.into()),
-        wire::Node::Tuple(n) => wit::Node::Tuple(n),
-        wire::Node::List(n) => wit::Node::List(n),
-        wire::Node::Dict(n) => wit::Node::Dict(n),
-        wire::Node::Set(n) => wit::Node::Set(n),
-        wire::Node::FrozenSet(n) => wit::Node::Frozenset(n),
+        wire::Node::None => wit::NodeResult::None,
+        wire::Node::Bool(b) => wit::NodeResult::Boolean(b),
+        wire::Node::Int(i) => wit::NodeResult::Int(i),
+        wire::Node::BigInt(s) => wit::NodeResult::BigInt(s),
+        wire::Node::Float(f) => wit::NodeResult::Float(f),
+        wire::Node::Str(s) => wit::NodeResult::Str(s),
+        wire::Node::Bytes(b) => wit::NodeResult::Bytes(b.into()),
+        wire::Node::Tuple(n) => wit::NodeResult::Tuple(n),
+        wire::Node::List(n) => wit::NodeResult::List(n),
+        wire::Node::Dict(n) => wit::NodeResult::Dict(n),
+        wire::Node::Set(n) => wit::NodeResult::Set(n),
+        wire::Node::FrozenSet(n) => wit::NodeResult::Frozenset(n),
         // A handle coming back from the local side is just a reference by id.
-        wire::Node::Handle(h) => wit::Node::Object(h.id),
-        wire::Node::Object(id) => wit::Node::Object(id),
-        wire::Node::Callback(id) => wit::Node::Callback(id),
+        wire::Node::Handle(h) => wit::NodeResult::Object(h.id),
+        wire::Node::Object(id) => wit::NodeResult::Object(id),
+        wire::Node::Callback(id) => wit::NodeResult::Callback(id),
     }
 }
 
-pub(crate) fn value_from_wit(nodes: Vec<wit::Node>) -> wire::WireValue {
+pub(crate) fn value_from_wit(nodes: Vec<wit::NodeResult>) -> wire::WireValue {
     wire::WireValue(nodes.into_iter().map(node_from_wit).collect())
 }
 
-fn node_from_wit(node: wit::Node) -> wire::Node {
+fn node_from_wit(node: wit::NodeResult) -> wire::Node {
     match node {
-        wit::Node::None => wire::Node::None,
-        wit::Node::Boolean(b) => wire::Node::Bool(b),
-        wit::Node::Int(i) => wire::Node::Int(i),
-        wit::Node::BigInt(s) => wire::Node::BigInt(s),
-        wit::Node::Float(f) => wire::Node::Float(f),
-        wit::Node::Str(s) => wire::Node::Str(s),
-        wit::Node::Bytes(b) => wire::Node::Bytes(b.into()),
-        wit::Node::Tuple(n) => wire::Node::Tuple(n),
-        wit::Node::List(n) => wire::Node::List(n),
-        wit::Node::Dict(n) => wire::Node::Dict(n),
-        wit::Node::Set(n) => wire::Node::Set(n),
-        wit::Node::Frozenset(n) => wire::Node::FrozenSet(n),
-        wit::Node::Handle(h) => wire::Node::Handle(handle_from_wit(h)),
-        wit::Node::Object(id) => wire::Node::Object(id),
-        wit::Node::Callback(id) => wire::Node::Callback(id),
-        wit::Node::BytesText(text) => wire::Node::Bytes(latin1_bytes(text).into()),
+        wit::NodeResult::None => wire::Node::None,
+        wit::NodeResult::Boolean(b) => wire::Node::Bool(b),
+        wit::NodeResult::Int(i) => wire::Node::Int(i),
+        wit::NodeResult::BigInt(s) => wire::Node::BigInt(s),
+        wit::NodeResult::Float(f) => wire::Node::Float(f),
+        wit::NodeResult::Str(s) => wire::Node::Str(s),
+        wit::NodeResult::Bytes(b) => wire::Node::Bytes(b.into()),
+        wit::NodeResult::Tuple(n) => wire::Node::Tuple(n),
+        wit::NodeResult::List(n) => wire::Node::List(n),
+        wit::NodeResult::Dict(n) => wire::Node::Dict(n),
+        wit::NodeResult::Set(n) => wire::Node::Set(n),
+        wit::NodeResult::Frozenset(n) => wire::Node::FrozenSet(n),
+        wit::NodeResult::Handle(h) => wire::Node::Handle(handle_from_wit(h)),
+        wit::NodeResult::Object(id) => wire::Node::Object(id),
+        wit::NodeResult::Callback(id) => wire::Node::Callback(id),
+        wit::NodeResult::BytesText(text) => wire::Node::Bytes(latin1_bytes(text).into()),
         // A guest that lies about ASCII only garbles its own bytes.
-        wit::Node::BytesAscii(text) => wire::Node::Bytes(text.into_bytes().into()),
+        wit::NodeResult::BytesAscii(text) => wire::Node::Bytes(text.into_bytes().into()),
     }
 }
 
@@ -124,7 +125,7 @@ fn ascii_prefix(bytes: &[u8]) -> Option<usize> {
     None
 }
 
-fn handle_from_wit(h: wit::HandleInfo) -> wire::HandleInfo {
+fn handle_from_wit(h: wit::HandleInfoResult) -> wire::HandleInfo {
     wire::HandleInfo {
         id: h.id,
         type_name: h.type_name,
@@ -132,45 +133,45 @@ fn handle_from_wit(h: wit::HandleInfo) -> wire::HandleInfo {
     }
 }
 
-pub(crate) fn kwargs_to_wit(kwargs: wire::Kwargs) -> Vec<(String, Vec<wit::Node>)> {
+pub(crate) fn kwargs_to_wit(kwargs: wire::Kwargs) -> Vec<(String, Vec<wit::NodeResult>)> {
     kwargs
         .into_iter()
         .map(|(k, v)| (k, value_to_wit(v)))
         .collect()
 }
 
-pub(crate) fn kwargs_from_wit(kwargs: Vec<(String, Vec<wit::Node>)>) -> wire::Kwargs {
+pub(crate) fn kwargs_from_wit(kwargs: Vec<(String, Vec<wit::NodeResult>)>) -> wire::Kwargs {
     kwargs
         .into_iter()
         .map(|(k, v)| (k, value_from_wit(v)))
         .collect()
 }
 
-pub(crate) fn op_to_wit(op: wire::Op) -> wit::Op {
+pub(crate) fn op_to_wit(op: wire::Op) -> wit::OpResult {
     use wire::Op as O;
-    use wit::Op as W;
+    use wit::OpResult as W;
     match op {
         O::Ping => W::Ping,
         O::Eval(s) => W::Eval(s),
         O::Execute(s) => W::Execute(s),
         O::Define(s) => W::Define(s),
         O::ImportModule(s) => W::ImportModule(s),
-        O::GetAttr { target, name } => W::GetAttr(wit::AttrArgs { target, name }),
+        O::GetAttr { target, name } => W::GetAttr(wit::AttrArgsResult { target, name }),
         O::SetAttr {
             target,
             name,
             value,
-        } => W::SetAttr(wit::SetAttrArgs {
+        } => W::SetAttr(wit::SetAttrArgsResult {
             target,
             name,
             value: value_to_wit(value),
         }),
-        O::DelAttr { target, name } => W::DelAttr(wit::AttrArgs { target, name }),
+        O::DelAttr { target, name } => W::DelAttr(wit::AttrArgsResult { target, name }),
         O::Call {
             target,
             args,
             kwargs,
-        } => W::Call(wit::CallArgs {
+        } => W::Call(wit::CallArgsResult {
             target,
             args: value_to_wit(args),
             kwargs: kwargs_to_wit(kwargs),
@@ -180,27 +181,27 @@ pub(crate) fn op_to_wit(op: wire::Op) -> wit::Op {
             name,
             args,
             kwargs,
-        } => W::CallMethod(wit::MethodArgs {
+        } => W::CallMethod(wit::MethodArgsResult {
             target,
             name,
             args: value_to_wit(args),
             kwargs: kwargs_to_wit(kwargs),
         }),
-        O::GetItem { target, key } => W::GetItem(wit::ItemArgs {
+        O::GetItem { target, key } => W::GetItem(wit::ItemArgsResult {
             target,
             key: value_to_wit(key),
         }),
-        O::SetItem { target, key, value } => W::SetItem(wit::SetItemArgs {
+        O::SetItem { target, key, value } => W::SetItem(wit::SetItemArgsResult {
             target,
             key: value_to_wit(key),
             value: value_to_wit(value),
         }),
-        O::DelItem { target, key } => W::DelItem(wit::ItemArgs {
+        O::DelItem { target, key } => W::DelItem(wit::ItemArgsResult {
             target,
             key: value_to_wit(key),
         }),
         O::Len(t) => W::Len(t),
-        O::Contains { target, key } => W::Contains(wit::ItemArgs {
+        O::Contains { target, key } => W::Contains(wit::ItemArgsResult {
             target,
             key: value_to_wit(key),
         }),
@@ -215,13 +216,13 @@ pub(crate) fn op_to_wit(op: wire::Op) -> wit::Op {
             target,
             other,
             reflected,
-        } => W::Binary(wit::BinaryArgs {
+        } => W::Binary(wit::BinaryArgsResult {
             op: binary_op(op),
             target,
             other: value_to_wit(other),
             reflected,
         }),
-        O::Compare { op, target, other } => W::Compare(wit::CompareArgs {
+        O::Compare { op, target, other } => W::Compare(wit::CompareArgsResult {
             op: compare_op(op),
             target,
             other: value_to_wit(other),
@@ -245,6 +246,171 @@ pub(crate) fn op_to_wit(op: wire::Op) -> wit::Op {
         O::SetArgv(argv) => W::SetArgv(argv),
         O::RunScript { source, filename } => W::RunScript((source, filename)),
     }
+}
+
+/// Calls `call` with `op` in the borrowed form the `dispatch` export takes:
+/// strings and `bytes` payloads are lowered into the guest straight from
+/// the decoded message (for a large payload, from the frame it arrived in),
+/// with no intermediate owned copy.
+pub(crate) fn with_op_param<R>(op: &wire::Op, call: impl FnOnce(wit::OpParam<'_>) -> R) -> R {
+    use wire::Op as O;
+    use wit::OpParam as W;
+    match op {
+        O::Ping => call(W::Ping),
+        O::Eval(s) => call(W::Eval(s)),
+        O::Execute(s) => call(W::Execute(s)),
+        O::Define(s) => call(W::Define(s)),
+        O::ImportModule(s) => call(W::ImportModule(s)),
+        O::GetAttr { target, name } => call(W::GetAttr(wit::AttrArgsParam {
+            target: *target,
+            name,
+        })),
+        O::SetAttr {
+            target,
+            name,
+            value,
+        } => call(W::SetAttr(wit::SetAttrArgsParam {
+            target: *target,
+            name,
+            value: &nodes_param(value),
+        })),
+        O::DelAttr { target, name } => call(W::DelAttr(wit::AttrArgsParam {
+            target: *target,
+            name,
+        })),
+        O::Call {
+            target,
+            args,
+            kwargs,
+        } => with_kwargs_param(kwargs, |kwargs| {
+            call(W::Call(wit::CallArgsParam {
+                target: *target,
+                args: &nodes_param(args),
+                kwargs,
+            }))
+        }),
+        O::CallMethod {
+            target,
+            name,
+            args,
+            kwargs,
+        } => with_kwargs_param(kwargs, |kwargs| {
+            call(W::CallMethod(wit::MethodArgsParam {
+                target: *target,
+                name,
+                args: &nodes_param(args),
+                kwargs,
+            }))
+        }),
+        O::GetItem { target, key } => call(W::GetItem(wit::ItemArgsParam {
+            target: *target,
+            key: &nodes_param(key),
+        })),
+        O::SetItem { target, key, value } => call(W::SetItem(wit::SetItemArgsParam {
+            target: *target,
+            key: &nodes_param(key),
+            value: &nodes_param(value),
+        })),
+        O::DelItem { target, key } => call(W::DelItem(wit::ItemArgsParam {
+            target: *target,
+            key: &nodes_param(key),
+        })),
+        O::Len(t) => call(W::Len(*t)),
+        O::Contains { target, key } => call(W::Contains(wit::ItemArgsParam {
+            target: *target,
+            key: &nodes_param(key),
+        })),
+        O::Iter { target, max_items } => call(W::Iter(wit::BatchArgs {
+            target: *target,
+            max_items: *max_items,
+        })),
+        O::Next { target, max_items } => call(W::Next(wit::BatchArgs {
+            target: *target,
+            max_items: *max_items,
+        })),
+        O::Repr(t) => call(W::Repr(*t)),
+        O::Str(t) => call(W::Str(*t)),
+        O::Truth(t) => call(W::Truth(*t)),
+        O::Hash(t) => call(W::Hash(*t)),
+        O::Binary {
+            op,
+            target,
+            other,
+            reflected,
+        } => call(W::Binary(wit::BinaryArgsParam {
+            op: binary_op(*op),
+            target: *target,
+            other: &nodes_param(other),
+            reflected: *reflected,
+        })),
+        O::Compare { op, target, other } => call(W::Compare(wit::CompareArgsParam {
+            op: compare_op(*op),
+            target: *target,
+            other: &nodes_param(other),
+        })),
+        O::Unary { op, target } => call(W::Unary(wit::UnaryArgs {
+            op: unary_op(*op),
+            target: *target,
+        })),
+        O::Dir(t) => call(W::Dir(*t)),
+        O::Obtain { target, max_items } => call(W::Obtain(wit::BatchArgs {
+            target: *target,
+            max_items: *max_items,
+        })),
+        O::Release(entries) => {
+            let entries: Vec<wit::ReleaseEntry> = entries
+                .iter()
+                .map(|e| wit::ReleaseEntry {
+                    id: e.id,
+                    count: e.count,
+                })
+                .collect();
+            call(W::Release(&entries))
+        }
+        O::TableSize => call(W::TableSize),
+        O::SetArgv(argv) => {
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            call(W::SetArgv(&argv))
+        }
+        O::RunScript { source, filename } => call(W::RunScript((source, filename))),
+    }
+}
+
+fn nodes_param(value: &wire::WireValue) -> Vec<wit::NodeParam<'_>> {
+    value.0.iter().map(node_param).collect()
+}
+
+fn node_param(node: &wire::Node) -> wit::NodeParam<'_> {
+    use wit::NodeParam as P;
+    match node {
+        wire::Node::None => P::None,
+        wire::Node::Bool(b) => P::Boolean(*b),
+        wire::Node::Int(i) => P::Int(*i),
+        wire::Node::BigInt(s) => P::BigInt(s),
+        wire::Node::Float(f) => P::Float(*f),
+        wire::Node::Str(s) => P::Str(s),
+        wire::Node::Bytes(b) => P::Bytes(b),
+        wire::Node::Tuple(n) => P::Tuple(*n),
+        wire::Node::List(n) => P::List(*n),
+        wire::Node::Dict(n) => P::Dict(*n),
+        wire::Node::Set(n) => P::Set(*n),
+        wire::Node::FrozenSet(n) => P::Frozenset(*n),
+        // A handle coming back from the local side is just a reference by id.
+        wire::Node::Handle(h) => P::Object(h.id),
+        wire::Node::Object(id) => P::Object(*id),
+        wire::Node::Callback(id) => P::Callback(*id),
+    }
+}
+
+fn with_kwargs_param<R>(kwargs: &wire::Kwargs, call: impl FnOnce(wit::KwargsParam<'_>) -> R) -> R {
+    let values: Vec<Vec<wit::NodeParam<'_>>> =
+        kwargs.iter().map(|(_, value)| nodes_param(value)).collect();
+    let pairs: Vec<(&str, &[wit::NodeParam<'_>])> = kwargs
+        .iter()
+        .zip(&values)
+        .map(|((name, _), nodes)| (name.as_str(), nodes.as_slice()))
+        .collect();
+    call(&pairs)
 }
 
 fn binary_op(op: wire::BinaryOp) -> wit::BinaryOp {
@@ -309,7 +475,7 @@ pub(crate) fn reply_to_wit(reply: wire::Reply) -> wit::Reply {
             bases: e.bases,
             message: e.message,
             traceback: e.traceback,
-            exception: e.exception.map(|h| wit::HandleInfo {
+            exception: e.exception.map(|h| wit::HandleInfoResult {
                 id: h.id,
                 type_name: h.type_name,
                 opmask: h.opmask,

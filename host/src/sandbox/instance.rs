@@ -180,8 +180,8 @@ impl host::Host for HostState {
     fn call_local(
         &mut self,
         callback: u64,
-        args: Vec<wit::Node>,
-        kwargs: Vec<(String, Vec<wit::Node>)>,
+        args: Vec<wit::NodeResult>,
+        kwargs: Vec<(String, Vec<wit::NodeResult>)>,
     ) -> wasmtime::Result<wit::Inbound> {
         let call = self.next_call;
         self.next_call += 1;
@@ -331,8 +331,8 @@ impl Instance {
         state.nested.clear();
         state.interrupted = false;
         self.store.set_epoch_deadline(1);
-        let op = bindings::op_to_wit(op);
-        match self.agent.call_dispatch(&mut self.store, &op) {
+        let (agent, store) = (&self.agent, &mut self.store);
+        match bindings::with_op_param(&op, |op| agent.call_dispatch(&mut *store, op)) {
             Ok(reply) => Ok(bindings::reply_from_wit(reply)),
             Err(error) => {
                 let failure = self.classify(error);
