@@ -62,8 +62,8 @@ class CallbackProxies:
 
     def call(self, callback_id: int, args: tuple, kwargs: dict) -> Any:
         self.before_call()
-        # Bytes leave the guest as latin-1 text (see values.Encoder), which
-        # imports need as much as exports.
+        # The encoder sends bytes as text (see values.Encoder): `list<u8>`
+        # import arguments would leak as much as export results.
         kwargs_nodes = self.encode_kwargs(kwargs)
         inbound = host.call_local(callback_id, self.encode_args(args), kwargs_nodes)
         while type(inbound) is not Inbound_Done:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from wit_world.imports.types import (
-    HandleInfo, Node_BigInt, Node_Boolean, Node_Bytes, Node_BytesAscii, Node_BytesText, Node_Callback, Node_Dict,
-    Node_Float, Node_Frozenset, Node_Handle, Node_Int, Node_List, Node_None_,
+    HandleInfo, Node_BigInt, Node_Boolean, Node_Bytes, Node_BytesAscii, Node_BytesText,
+    Node_Callback, Node_Dict, Node_Float, Node_Frozenset, Node_Handle, Node_Int, Node_List, Node_None_,
     Node_Object, Node_Set, Node_Str, Node_Tuple,
 )
 
