@@ -52,6 +52,14 @@ impl Raw {
                 Ok(0) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    panic!("the server neither answered nor closed within the read timeout")
+                }
                 Err(e) => panic!("read: {e}"),
             }
         }
@@ -219,6 +227,10 @@ fn unknown_handles_and_double_releases_get_typed_answers() {
 fn a_slow_frame_is_dropped_after_the_frame_timeout() {
     let daemon = Daemon::start(&[]);
     let mut raw = Raw::connect(&daemon);
+    // Our own read timeout must outlast the server's, or this test races it.
+    raw.stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     // The handshake timeout (10 s) also bounds a frame during the handshake.
     raw.stream.write_all(&[0, 0]).unwrap();
     let started = std::time::Instant::now();
