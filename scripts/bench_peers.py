@@ -1,6 +1,6 @@
 """Runs the peer benchmarks of `scripts/bench`: this project (over `local:`
-and `daemon:`), RPyC classic (pipes, TCP with TCP_NODELAY), execnet popen,
-and the raw baselines, alternating, several rounds, unpinned and pinned to
+and `daemon:`), RPyC classic (pipes, TCP with TCP_NODELAY), execnet (popen,
+and its socket server where it has the operation), and the raw baselines, alternating, several rounds, unpinned and pinned to
 one CPU. Prints one table with p50, p99 and throughput, the ratios the
 targets name, and writes it to BENCHMARKS.md between markers.
 
@@ -36,7 +36,9 @@ OPS = [
     ("drop10k_held", "drop 10,000 held handles at once"),
 ]
 OURS = ["local", "daemon"]
-PEER_SYSTEMS = ["rpyc-pipes", "rpyc-tcp", "execnet-popen"]
+PEER_SYSTEMS = ["rpyc-pipes", "rpyc-tcp", "execnet-popen", "execnet-socket"]
+# execnet has no handles: only these operations have an execnet version.
+EXECNET_OPS = {"setup", "method", "bytes16m"}
 RAW = ["raw-pipe", "raw-pipe-poll", "raw-tcp", "raw-tcp-poll"]
 LABELS = {
     "local": "pushy local:",
@@ -44,6 +46,7 @@ LABELS = {
     "rpyc-pipes": "RPyC pipes",
     "rpyc-tcp": "RPyC TCP+NODELAY",
     "execnet-popen": "execnet popen",
+    "execnet-socket": "execnet socket (NODELAY)",
     "raw-pipe": "raw pipe (8 B ping-pong)",
     "raw-pipe-poll": "raw pipe, both ends polling ≤100 µs before blocking",
     "raw-tcp": "raw TCP (NODELAY)",
@@ -119,7 +122,12 @@ def fmt_rate(op, p50):
 
 
 def systems_for(op):
-    systems = OURS + PEER_SYSTEMS
+    systems = [s for s in OURS + PEER_SYSTEMS
+               if not s.startswith("execnet-") or op in EXECNET_OPS]
+    if op == "setup":
+        # Setup is compared with execnet popen (a socket gateway needs its
+        # server started first, by hand).
+        systems.remove("execnet-socket")
     if op == "method":
         systems += RAW
     if op == "bytes16m":
@@ -272,14 +280,20 @@ def targets(results, mode):
             continue
         row(f"(1) setup {LABELS[ours]} ≤ ½ execnet popen",
             f"{fmt_time(mine)} vs {fmt_time(theirs)}: {mine / theirs:.2f}×", mine <= theirs / 2)
-    for ours in OURS:
-        mine, theirs = p50("bytes16m", ours), p50("bytes16m", "execnet-popen")
+    # Like with like: over pipes against execnet popen, over TCP against
+    # execnet's socket gateway; the cross-transport ratio is shown as well.
+    for ours, peer in (("local", "execnet-popen"), ("daemon", "execnet-socket")):
+        name = f"(5) 16 MiB throughput {LABELS[ours]} ≥ 2× {LABELS[peer]}"
+        mine, theirs = p50("bytes16m", ours), p50("bytes16m", peer)
         if None in (mine, theirs):
-            row(f"(5) 16 MiB {LABELS[ours]} ≥ 2× execnet", "missing data", False)
+            row(name, "missing data", False)
             continue
-        row(f"(5) 16 MiB throughput {LABELS[ours]} ≥ 2× execnet popen",
-            f"{fmt_rate('bytes16m', mine)} vs {fmt_rate('bytes16m', theirs)}: "
-            f"{theirs / mine:.2f}×", theirs / mine >= 2)
+        text = (f"{fmt_rate('bytes16m', mine)} vs {fmt_rate('bytes16m', theirs)}: "
+                f"{theirs / mine:.2f}×")
+        popen = p50("bytes16m", "execnet-popen")
+        if peer != "execnet-popen" and popen is not None:
+            text += f" (against execnet popen, over pipes: {popen / mine:.2f}×)"
+        row(name, text, theirs / mine >= 2)
     for ours, peer in (("local", "rpyc-pipes"), ("daemon", "rpyc-tcp")):
         mine, theirs = p50("create_drop10k", ours), p50("create_drop10k", peer)
         if None in (mine, theirs):

@@ -4,7 +4,7 @@ also runs the raw baselines).
 
     python scripts/peers.py SYSTEM OPERATION  ->  one JSON line: samples in µs
 
-SYSTEM: rpyc-pipes, rpyc-tcp, execnet-popen. A system without the operation
+SYSTEM: rpyc-pipes, rpyc-tcp, execnet-popen, execnet-socket. A system without the operation
 prints no samples. Loops are bounded in count and time; every process
 started here is stopped here.
 """
@@ -152,9 +152,30 @@ def rpyc_op(kind, op):
     return []
 
 
-def execnet_op(op):
+def execnet_socket_gateway():
+    """execnet's own socket server (its SocketIO sets TCP_NODELAY on both
+    ends) on a free loopback port, and a gateway to it."""
+    import execnet
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "execnet.script.socketserver", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while True:
+        try:
+            return execnet.makegateway(f"socket=127.0.0.1:{port}"), server
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                raise
+            time.sleep(0.01)
+
+
+def execnet_op(kind, op):
     import execnet
     if op == "setup":
+        if kind != "popen":
+            return []
         def once():
             start = time.perf_counter()
             gateway = execnet.makegateway("popen")
@@ -163,7 +184,12 @@ def execnet_op(op):
             gateway.exit()
             return took
         return timed(once, 20)
-    gateway = execnet.makegateway("popen")
+    if op not in ("bytes16m", "method"):
+        return []
+    if kind == "popen":
+        gateway, server = execnet.makegateway("popen"), None
+    else:
+        gateway, server = execnet_socket_gateway()
     try:
         if op == "bytes16m":
             channel = gateway.remote_exec("while 1:\n    channel.send(channel.receive())")
@@ -182,6 +208,9 @@ def execnet_op(op):
             return timed(call, 5000)
     finally:
         gateway.exit()
+        if server is not None:
+            server.kill()
+            server.wait()
     return []
 
 
@@ -189,8 +218,8 @@ def main():
     system, op = sys.argv[1], sys.argv[2]
     if system.startswith("rpyc-"):
         samples = rpyc_op(system[5:], op)
-    elif system == "execnet-popen":
-        samples = execnet_op(op)
+    elif system in ("execnet-popen", "execnet-socket"):
+        samples = execnet_op(system[8:], op)
     else:
         raise SystemExit(f"unknown system {system}")
     print(json.dumps({"system": system, "op": op, "samples": samples}))

@@ -40,11 +40,12 @@ async fn main() -> anyhow::Result<()> {
     );
     let con = pushy::connect_with(&target, config).await?;
     let echo = con.eval("lambda b: bytes(b)").await?.into_object()?;
-    let payload = serde_bytes::ByteBuf::from(payload);
+    let payload = pushy::Bytes::from(payload);
     let mut samples = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let started = Instant::now();
-        let back = echo.call(&(&payload,)).await?.into_bytes()?;
+        let arg = pushy::Value::Bytes(payload.clone());
+        let back = echo.call(&(arg,)).await?.into_bytes()?;
         let took = started.elapsed().as_secs_f64() * 1e3;
         anyhow::ensure!(back[..] == payload[..], "the echo came back changed");
         println!("{round} {took:.2} ms");

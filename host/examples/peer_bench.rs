@@ -55,11 +55,18 @@ fn micros(since: Instant) -> f64 {
 }
 
 fn pushy_binary() -> PathBuf {
-    std::env::var_os("PUSHY_HOST_PROGRAM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/pushy")
-        })
+    if let Some(program) = std::env::var_os("PUSHY_HOST_PROGRAM") {
+        return program.into();
+    }
+    // An example lives in target/<profile>/examples/, the binary built with
+    // it in target/<profile>/ (wherever CARGO_TARGET_DIR put them).
+    let beside = std::env::current_exe().ok().and_then(|exe| {
+        let pushy = exe.parent()?.parent()?.join("pushy");
+        pushy.is_file().then_some(pushy)
+    });
+    beside.unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/pushy")
+    })
 }
 
 /// A `pushy serve` on 127.0.0.1, killed on drop.
@@ -216,10 +223,12 @@ async fn pushy_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
         }
         "bytes16m" => {
             let echo = con.eval("lambda b: bytes(b)").await?.into_object()?;
-            let payload = serde_bytes::ByteBuf::from(vec![b'x'; MIB16]);
+            // A `Value::Bytes` argument is sent without a copy.
+            let payload = pushy::Bytes::from(vec![b'x'; MIB16]);
             timed(5, || async {
                 let start = Instant::now();
-                let back = echo.call(&(&payload,)).await?.into_bytes()?;
+                let arg = pushy::Value::Bytes(payload.clone());
+                let back = echo.call(&(arg,)).await?.into_bytes()?;
                 let took = micros(start);
                 anyhow::ensure!(back.len() == MIB16);
                 Ok(took)

@@ -9,7 +9,7 @@ use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 use serde::ser::{self, Serialize};
 
 use super::{Error, RemoteObject};
-use crate::protocol::{Node, WireValue};
+use crate::protocol::{Node, WireValue, payload};
 
 /// Newtype-struct name that marks a remote object reference in `Serialize`.
 pub(crate) const OBJECT_TOKEN: &str = "$pushy::Object";
@@ -34,7 +34,8 @@ pub enum Value {
     Float(f64),
     /// `str`
     Str(String),
-    /// `bytes`: a large payload shares the buffer it arrived in (no copy).
+    /// `bytes`: a large payload shares the buffer it arrived in (no copy),
+    /// and one sent as an argument goes to the connection without a copy.
     Bytes(Bytes),
     /// `tuple`
     Tuple(Vec<Value>),
@@ -122,7 +123,9 @@ impl Serialize for Value {
             Value::BigInt(text) => s.serialize_newtype_struct(BIGINT_TOKEN, text),
             Value::Float(f) => s.serialize_f64(*f),
             Value::Str(text) => s.serialize_str(text),
-            Value::Bytes(b) => s.serialize_bytes(b),
+            // Marked so that the encoder takes the payload itself (shared,
+            // not copied) when it sees these very bytes.
+            Value::Bytes(b) => payload::serialize(b, s),
             Value::Tuple(items) => {
                 let mut t = s.serialize_tuple(items.len())?;
                 for item in items {
@@ -187,10 +190,12 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     connection_uid: u64,
 ) -> Result<Encoding, EncodeError> {
     let mut encoding = Encoding::default();
-    value.serialize(NodeSerializer {
-        out: &mut encoding,
-        connection_uid,
-        depth: 0,
+    payload::encode_gathering(|| {
+        value.serialize(NodeSerializer {
+            out: &mut encoding,
+            connection_uid,
+            depth: 0,
+        })
     })?;
     Ok(encoding)
 }
@@ -479,7 +484,9 @@ impl<'a> ser::Serializer for NodeSerializer<'a> {
         self.push(Node::Str(v.to_owned()))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), EncodeError> {
-        self.push(Node::Bytes(Bytes::copy_from_slice(v)))
+        // A large `Value::Bytes` is taken as it is; other bytes are copied.
+        let bytes = payload::claim(v).unwrap_or_else(|| Bytes::copy_from_slice(v));
+        self.push(Node::Bytes(bytes))
     }
     fn serialize_none(self) -> Result<(), EncodeError> {
         self.push(Node::None)
@@ -910,6 +917,34 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_bytes_values_are_sent_without_a_copy() {
+        let large = Bytes::from(vec![7u8; payload::SHARE_AT_LEAST]);
+        let small = Bytes::from(vec![7u8; 100]);
+        let args = (
+            Value::Bytes(large.clone()),
+            Value::Bytes(small.clone()),
+            serde_bytes::ByteBuf::from(large.to_vec()),
+        );
+        let enc = encode_args(&args, 1).unwrap();
+        let payloads: Vec<&Bytes> = enc
+            .nodes
+            .iter()
+            .filter_map(|node| match node {
+                Node::Bytes(bytes) => Some(bytes),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(payloads.len(), 3);
+        // The large `Value::Bytes` is the caller's buffer itself...
+        assert_eq!(payloads[0].as_ptr(), large.as_ptr());
+        // ...small ones and plain byte buffers are copied, equal.
+        assert_ne!(payloads[1].as_ptr(), small.as_ptr());
+        assert_eq!(payloads[1], &small);
+        assert_eq!(payloads[2], &large);
+        assert_ne!(payloads[2].as_ptr(), large.as_ptr());
+    }
 
     #[test]
     fn args_are_wrapped_in_a_tuple() {

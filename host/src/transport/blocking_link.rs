@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -46,11 +47,31 @@ pub(crate) trait LinkStream: Read + Write + Send {
     fn buffered(&mut self) -> bool {
         false
     }
+    /// Reads once into `buf`, which need not be initialised; returns how
+    /// many bytes at its start now are. The default zeroes `buf` first.
+    fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
+        buf.fill(MaybeUninit::new(0));
+        // SAFETY: every element was just initialised, and `MaybeUninit<u8>`
+        // has the layout of `u8`.
+        let buf = unsafe { &mut *(buf as *mut [MaybeUninit<u8>] as *mut [u8]) };
+        self.read(buf)
+    }
+}
+
+/// One `read(2)` on `fd` into possibly uninitialised memory: the kernel
+/// writes what it returns, so nothing needs zeroing first.
+fn read_fd(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
+    let (filled, _) = rustix::io::read(fd, buf)?;
+    Ok(filled.len())
 }
 
 impl LinkStream for std::net::TcpStream {
     fn poll_fd(&self) -> BorrowedFd<'_> {
         self.as_fd()
+    }
+
+    fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
+        read_fd(self.as_fd(), buf)
     }
 }
 
@@ -80,14 +101,25 @@ impl LinkStream for Stdio {
     fn poll_fd(&self) -> BorrowedFd<'_> {
         self.input.as_fd()
     }
+
+    fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
+        read_fd(self.input.as_fd(), buf)
+    }
 }
+
+/// Most read at once.
+const MAX_READ: usize = 256 * 1024;
+/// Less spare room than this (and a partial frame smaller than
+/// [`REGROW_BELOW`]) makes the read buffer grow before a read.
+const MIN_READ: usize = 4096;
+/// How far the read buffer grows when it runs low between frames.
+const REGROW_BELOW: usize = 64 * 1024;
 
 pub(crate) struct BlockingLink<S> {
     stream: S,
     codec: WireCodec<ClientMessage, ServerMessage>,
     read_buf: BytesMut,
     out: OutFrames,
-    scratch: Vec<u8>,
     /// Messages read while looking for an interrupt, in order.
     pending: VecDeque<ClientMessage>,
     limits: LinkLimits,
@@ -105,7 +137,6 @@ impl<S: LinkStream> BlockingLink<S> {
             codec: WireCodec::new(limits.max_frame),
             read_buf: BytesMut::with_capacity(64 * 1024),
             out: OutFrames::default(),
-            scratch: vec![0; 256 * 1024],
             pending: VecDeque::new(),
             limits,
             frame_started: None,
@@ -166,22 +197,39 @@ impl<S: LinkStream> BlockingLink<S> {
         }
     }
 
-    /// Reads once; `false` on end of stream.
+    /// Reads once, straight into the frame buffer; `false` on end of stream.
+    ///
+    /// Once a frame's length is known the codec has reserved room for all of
+    /// it, so a large payload lands where it is decoded from: no copy, no
+    /// regrowth, and (for sockets and pipes) no zeroing beforehand.
     fn fill(&mut self) -> Result<bool, TransportError> {
+        let start = self.read_buf.len();
+        // Regrow only while what would be moved is small; inside a large
+        // frame the spare room is exactly what the frame still needs.
+        if self.read_buf.capacity() - start < MIN_READ && start < REGROW_BELOW {
+            self.read_buf.reserve(REGROW_BELOW);
+        }
+        if self.read_buf.capacity() == start {
+            self.read_buf.reserve(MIN_READ);
+        }
+        let spare = self.read_buf.spare_capacity_mut();
+        let room = spare.len().min(MAX_READ);
         let n = loop {
-            match self.stream.read(&mut self.scratch) {
-                Ok(n) => break n,
+            match self.stream.read_uninit(&mut spare[..room]) {
+                Ok(n) => break n.min(room),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(TransportError::Io(e)),
             }
         };
+        // SAFETY: `read_uninit` initialised the first `n` bytes of the spare
+        // capacity, which follow the `start` bytes already there.
+        unsafe { self.read_buf.set_len(start + n) };
         if n == 0 {
             return Ok(false);
         }
-        if self.read_buf.is_empty() {
+        if self.frame_started.is_none() {
             self.frame_started = Some(Instant::now());
         }
-        self.read_buf.extend_from_slice(&self.scratch[..n]);
         Ok(true)
     }
 
