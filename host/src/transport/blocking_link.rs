@@ -427,3 +427,111 @@ impl<S: LinkStream> SessionLink for BlockingLink<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Node, Op, WireValue};
+    use bytes::Bytes;
+    use tokio_util::codec::Encoder;
+
+    /// Hands out its bytes in chunks of awkward sizes, never more than asked.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        chunks: std::iter::Cycle<std::vec::IntoIter<usize>>,
+        fd: std::fs::File,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let want = self.chunks.next().unwrap().min(buf.len());
+            let n = want.min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl LinkStream for Trickle {
+        fn poll_fd(&self) -> BorrowedFd<'_> {
+            self.fd.as_fd()
+        }
+        fn buffered(&mut self) -> bool {
+            // Never wait on the descriptor: everything is in memory.
+            true
+        }
+    }
+
+    fn request(id: u64, payload: Bytes) -> ClientMessage {
+        ClientMessage::Request {
+            id,
+            op: Op::Call {
+                target: 1,
+                args: WireValue(vec![Node::Tuple(1), Node::Bytes(payload)]),
+                kwargs: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn frames_arriving_in_odd_pieces_are_read_whole_and_in_order() {
+        let large: Bytes = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let messages = vec![
+            ClientMessage::Interrupt,
+            request(1, large.clone()),
+            request(2, Bytes::from_static(b"small")),
+            request(3, large.slice(5..)),
+            ClientMessage::Interrupt,
+        ];
+        let mut codec = WireCodec::<ServerMessage, ClientMessage>::default();
+        let mut wire = BytesMut::new();
+        for message in &messages {
+            codec.encode(message.clone(), &mut wire).unwrap();
+        }
+        for chunks in [vec![1, 3, 7, 70_000, 5], vec![1 << 20], vec![4096, 3]] {
+            let stream = Trickle {
+                data: wire.to_vec(),
+                at: 0,
+                chunks: chunks.clone().into_iter().cycle(),
+                fd: std::fs::File::open("/dev/null").unwrap(),
+            };
+            let mut link = BlockingLink::new(stream, LinkLimits::default());
+            for expected in &messages {
+                let got = link.read_message().unwrap();
+                assert_eq!(got.as_ref(), Some(expected), "chunks {chunks:?}");
+            }
+            assert_eq!(link.read_message().unwrap(), None, "chunks {chunks:?}");
+        }
+    }
+
+    #[test]
+    fn a_stream_ending_inside_a_frame_is_an_error_not_a_message() {
+        let mut codec = WireCodec::<ServerMessage, ClientMessage>::default();
+        let mut wire = BytesMut::new();
+        codec
+            .encode(request(1, Bytes::from(vec![9u8; 100_000])), &mut wire)
+            .unwrap();
+        wire.truncate(wire.len() - 1);
+        let stream = Trickle {
+            data: wire.to_vec(),
+            at: 0,
+            chunks: vec![65_536].into_iter().cycle(),
+            fd: std::fs::File::open("/dev/null").unwrap(),
+        };
+        let mut link = BlockingLink::new(stream, LinkLimits::default());
+        assert!(matches!(
+            link.read_message(),
+            Err(TransportError::EofMidFrame)
+        ));
+    }
+}
