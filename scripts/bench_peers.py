@@ -1,7 +1,7 @@
 """Runs the peer benchmarks of `scripts/bench`: this project (over `local:`
 and `daemon:`), RPyC classic (pipes, TCP with TCP_NODELAY), execnet (popen,
-and its socket server where it has the operation), and the raw baselines, alternating, several rounds, unpinned and pinned to
-one CPU. Prints one table with p50, p99 and throughput, the ratios the
+and its socket server where it has the operation), and the raw baselines,
+alternating, several rounds, unpinned and pinned to one CPU. Prints one table with p50, p99 and throughput, the ratios the
 targets name, and writes it to BENCHMARKS.md between markers.
 
     python scripts/bench_peers.py PEER_BENCH_BINARY [--rounds N] [--modes unpinned,pinned]
@@ -37,8 +37,12 @@ OPS = [
 ]
 OURS = ["local", "daemon"]
 PEER_SYSTEMS = ["rpyc-pipes", "rpyc-tcp", "execnet-popen", "execnet-socket"]
-# execnet has no handles: only these operations have an execnet version.
-EXECNET_OPS = {"setup", "method", "bytes16m"}
+# execnet has no handles: the operations each execnet system has. Setup is
+# popen's only (a socket gateway needs its server started first, by hand).
+EXECNET_OPS = {
+    "execnet-popen": {"setup", "method", "bytes16m"},
+    "execnet-socket": {"method", "bytes16m"},
+}
 RAW = ["raw-pipe", "raw-pipe-poll", "raw-tcp", "raw-tcp-poll"]
 LABELS = {
     "local": "pushy local:",
@@ -122,12 +126,7 @@ def fmt_rate(op, p50):
 
 
 def systems_for(op):
-    systems = [s for s in OURS + PEER_SYSTEMS
-               if not s.startswith("execnet-") or op in EXECNET_OPS]
-    if op == "setup":
-        # Setup is compared with execnet popen (a socket gateway needs its
-        # server started first, by hand).
-        systems.remove("execnet-socket")
+    systems = [s for s in OURS + PEER_SYSTEMS if op in EXECNET_OPS.get(s, {op})]
     if op == "method":
         systems += RAW
     if op == "bytes16m":

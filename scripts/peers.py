@@ -4,8 +4,8 @@ also runs the raw baselines).
 
     python scripts/peers.py SYSTEM OPERATION  ->  one JSON line: samples in µs
 
-SYSTEM: rpyc-pipes, rpyc-tcp, execnet-popen, execnet-socket. A system without the operation
-prints no samples. Loops are bounded in count and time; every process
+SYSTEM: rpyc-pipes, rpyc-tcp, execnet-popen, execnet-socket. A system
+without the operation prints no samples. Loops are bounded in count and time; every process
 started here is stopped here.
 """
 

@@ -5,9 +5,12 @@
 //!
 //! TARGET defaults to `local:`; ROUNDS to 15; the payload is `b'x' * 16 MiB`
 //! (what the peer benchmark sends) or every byte value in turn. The host
-//! program is `$PUSHY_HOST_PROGRAM`, else `target/release/pushy`, so two
-//! builds can be compared under the same client. Prints one line per round
+//! program is `$PUSHY_HOST_PROGRAM`, else the `pushy` built beside this
+//! example, so two builds can be compared under the same client (see
+//! `common::pushy_binary`). Prints one line per round
 //! and the median of all rounds but the first (which faults its memory in).
+
+mod common;
 
 use std::time::Instant;
 
@@ -33,11 +36,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut config = pushy::ConnectionConfig::default();
     config.output = pushy::OutputMode::Discard;
-    config.host_program = Some(
-        std::env::var_os("PUSHY_HOST_PROGRAM")
-            .unwrap_or_else(|| "target/release/pushy".into())
-            .into(),
-    );
+    config.host_program = Some(common::pushy_binary());
     let con = pushy::connect_with(&target, config).await?;
     let echo = con.eval("lambda b: bytes(b)").await?.into_object()?;
     let payload = pushy::Bytes::from(payload);

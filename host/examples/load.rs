@@ -5,6 +5,8 @@
 //!
 //! `cargo run --release --example load -- [CLIENTS] [CALLS]` (default 200 × 1000)
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,8 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let clients: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200);
     let calls: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
-    let binary =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/pushy");
+    let binary = common::pushy_binary();
     let dir = tempfile::tempdir()?;
     let token = dir.path().join("token");
     std::fs::write(&token, "load-test-token-0123456789")?;

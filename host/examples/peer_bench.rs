@@ -19,7 +19,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use anyhow::{Context, bail};
+use common::pushy_binary;
 use pushy::{Connection, ConnectionConfig, OutputMode};
 
 const MIB16: usize = 16 << 20;
@@ -52,21 +55,6 @@ where
 
 fn micros(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e6
-}
-
-fn pushy_binary() -> PathBuf {
-    if let Some(program) = std::env::var_os("PUSHY_HOST_PROGRAM") {
-        return program.into();
-    }
-    // An example lives in target/<profile>/examples/, the binary built with
-    // it in target/<profile>/ (wherever CARGO_TARGET_DIR put them).
-    let beside = std::env::current_exe().ok().and_then(|exe| {
-        let pushy = exe.parent()?.parent()?.join("pushy");
-        pushy.is_file().then_some(pushy)
-    });
-    beside.unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/pushy")
-    })
 }
 
 /// A `pushy serve` on 127.0.0.1, killed on drop.

@@ -109,7 +109,7 @@ impl LinkStream for Stdio {
 
 /// Most read at once.
 const MAX_READ: usize = 256 * 1024;
-/// Less spare room than this (and a partial frame smaller than
+/// Less spare room than this (with a partial frame smaller than
 /// [`REGROW_BELOW`]) makes the read buffer grow before a read.
 const MIN_READ: usize = 4096;
 /// How far the read buffer grows when it runs low between frames.
@@ -204,13 +204,12 @@ impl<S: LinkStream> BlockingLink<S> {
     /// regrowth, and (for sockets and pipes) no zeroing beforehand.
     fn fill(&mut self) -> Result<bool, TransportError> {
         let start = self.read_buf.len();
-        // Regrow only while what would be moved is small; inside a large
-        // frame the spare room is exactly what the frame still needs.
-        if self.read_buf.capacity() - start < MIN_READ && start < REGROW_BELOW {
+        let spare = self.read_buf.capacity() - start;
+        // Inside a large frame the spare room is exactly what the frame still
+        // needs: regrow only when there is none, or little while what would
+        // be moved is small.
+        if spare == 0 || (spare < MIN_READ && start < REGROW_BELOW) {
             self.read_buf.reserve(REGROW_BELOW);
-        }
-        if self.read_buf.capacity() == start {
-            self.read_buf.reserve(MIN_READ);
         }
         let spare = self.read_buf.spare_capacity_mut();
         let room = spare.len().min(MAX_READ);

@@ -86,28 +86,6 @@ impl<In: DeserializeOwned, Out> Decoder for WireCodec<In, Out> {
     }
 }
 
-/// Postcard output appended straight to the frame buffer: no intermediate
-/// `Vec`, so a large payload is copied once on its way to the stream.
-struct AppendTo<'a>(&'a mut BytesMut);
-
-impl postcard::ser_flavors::Flavor for AppendTo<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.put_u8(data);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
 /// Encoded frames waiting to be written: the frame bytes with every large
 /// `bytes` payload left out, and those payloads by reference with the
 /// position they belong at. Writing the pieces in order sends exactly what
@@ -135,37 +113,19 @@ impl OutFrames {
         self.payloads.clear();
     }
 
-    /// The bytes to write, in order.
+    /// The bytes to write, in order: each stretch of the head, then the
+    /// payload that follows it.
     pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
-        let mut from = 0;
-        let mut payloads = self.payloads.iter();
-        let mut next_payload: Option<&[u8]> = None;
-        let mut done = false;
-        std::iter::from_fn(move || {
-            loop {
-                if let Some(payload) = next_payload.take() {
-                    return Some(payload);
-                }
-                if done {
-                    return None;
-                }
-                let piece = match payloads.next() {
-                    Some((at, payload)) => {
-                        next_payload = Some(&payload[..]);
-                        let piece = &self.head[from..*at];
-                        from = *at;
-                        piece
-                    }
-                    None => {
-                        done = true;
-                        &self.head[from..]
-                    }
-                };
-                if !piece.is_empty() {
-                    return Some(piece);
-                }
-            }
-        })
+        use std::iter::once;
+        let offsets = self.payloads.iter().map(|(at, _)| *at);
+        let starts = once(0).chain(offsets.clone());
+        let ends = offsets.chain(once(self.head.len()));
+        let payloads = self.payloads.iter().map(|(_, payload)| Some(&payload[..]));
+        starts
+            .zip(ends)
+            .zip(payloads.chain(once(None)))
+            .flat_map(|((start, end), payload)| once(&self.head[start..end]).chain(payload))
+            .filter(|piece| !piece.is_empty())
     }
 }
 
@@ -232,16 +192,14 @@ impl<In, Out: Serialize> Encoder<Out> for WireCodec<In, Out> {
     type Error = TransportError;
 
     fn encode(&mut self, message: Out, dst: &mut BytesMut) -> Result<(), TransportError> {
-        // The same framing as `LengthDelimitedCodec` (u32, big-endian),
-        // sized first so that the buffer grows once and an oversized message
-        // is refused before anything is written.
-        let length = self.checked_length(&message)?;
-        let start = dst.len();
-        dst.reserve(4 + length);
-        dst.put_u32(length as u32);
-        if let Err(e) = postcard::serialize_with_flavor(&message, AppendTo(dst)) {
-            dst.truncate(start);
-            return Err(TransportError::Malformed(e.to_string()));
+        // The frame of `encode_frames` in one buffer (for `FramedWrite` in
+        // the handshake, and tests); the links write the pieces themselves.
+        // An oversized message is refused before anything is written.
+        let mut out = OutFrames::default();
+        self.encode_frames(&message, &mut out)?;
+        dst.reserve(out.len());
+        for piece in out.pieces() {
+            dst.extend_from_slice(piece);
         }
         Ok(())
     }
@@ -323,9 +281,10 @@ mod tests {
         let mut copied = BytesMut::new();
         let mut out = OutFrames::default();
         for message in &messages {
-            Client::default()
-                .encode(message.clone(), &mut copied)
-                .unwrap();
+            // The reference: a u32 big-endian length, then postcard's bytes.
+            let plain = postcard::to_allocvec(message).unwrap();
+            copied.put_u32(plain.len() as u32);
+            copied.extend_from_slice(&plain);
             Client::default().encode_frames(message, &mut out).unwrap();
         }
         let pieces: Vec<&[u8]> = out.pieces().collect();
