@@ -15,10 +15,13 @@ fn main() -> Result<()> {
     let wit_dir = root.join("wit");
     let guest_dir = root.join("guest");
     // Files, not directories: CPython writes __pycache__ while componentizing,
-    // which must not make every later build rerun this script.
+    // which must not make every later build rerun this script. Relative to
+    // host/: cargo does not tell two checkouts sharing a target directory
+    // apart, and absolute paths would make one watch the other's files.
     let guest_files = walk(&guest_dir)?;
     for path in guest_files.iter().chain(&walk(&wit_dir)?) {
-        println!("cargo:rerun-if-changed={}", path.display());
+        let relative = Path::new("..").join(path.strip_prefix(root)?);
+        println!("cargo:rerun-if-changed={}", relative.display());
     }
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

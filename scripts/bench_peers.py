@@ -66,14 +66,22 @@ THROUGHPUT = {
     "drop10k_held": (10_000, "releases/s"),
 }
 TIMEOUT_S = 30
+# The per-call operations run as several shorter runs per round (calls per
+# run), the systems alternating between them: this VM's speed changes by up
+# to 2x from one fraction of a second to the next, and one long run per
+# system per round would let a slow stretch land on one system only.
+SPLIT = {"method": (5, 1000), "getpid": (5, 600)}
 
 
-def run_one(command, pinned):
+def run_one(command, pinned, calls=None):
     if pinned:
         command = ["taskset", "-c", "0"] + command
+    env = dict(os.environ)
+    if calls:
+        env["BENCH_CALLS"] = str(calls)
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        start_new_session=True, env=env)
     try:
         out, err = proc.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -135,36 +143,41 @@ def systems_for(op):
 
 
 def measure(args, python):
-    results = {}  # (mode, op, system) -> {"samples": [...], "round_p50": [...], "errors": [...]}
+    results = {}  # (mode, op, system) -> {"samples": [...], "run_p50": [...], "errors": [...]}
     for mode in args.modes:
         for round_index in range(args.rounds):
             for op, _ in OPS:
-                systems = systems_for(op)
-                # Alternate who goes first from round to round.
-                if round_index % 2:
-                    systems = list(reversed(systems))
-                for system in systems:
-                    samples, error = run_one(command_for(system, op, args.peer_bench, python),
-                                             mode == "pinned")
-                    entry = results.setdefault(
-                        (mode, op, system), {"samples": [], "round_p50": [], "errors": []})
-                    if error:
-                        entry["errors"].append(error)
-                    elif samples:
-                        entry["samples"].extend(samples)
-                        entry["round_p50"].append(statistics.median(samples))
-                    print(f"[{mode} round {round_index + 1}/{args.rounds}] {op:15} {system:14} "
-                          + (error or (f"p50 {fmt_time(statistics.median(samples))}"
-                                       if samples else "n/a")),
-                          file=sys.stderr, flush=True)
+                runs, calls = SPLIT.get(op, (1, None))
+                for run_index in range(runs):
+                    systems = systems_for(op)
+                    # Alternate who goes first from run to run.
+                    if (round_index * runs + run_index) % 2:
+                        systems = list(reversed(systems))
+                    for system in systems:
+                        samples, error = run_one(
+                            command_for(system, op, args.peer_bench, python),
+                            mode == "pinned", calls)
+                        entry = results.setdefault(
+                            (mode, op, system), {"samples": [], "run_p50": [], "errors": []})
+                        if error:
+                            entry["errors"].append(error)
+                        elif samples:
+                            entry["samples"].extend(samples)
+                            entry["run_p50"].append(statistics.median(samples))
+                        part = f" {run_index + 1}/{runs}" if runs > 1 else ""
+                        print(f"[{mode} round {round_index + 1}/{args.rounds}{part}] {op:15} "
+                              f"{system:14} "
+                              + (error or (f"p50 {fmt_time(statistics.median(samples))}"
+                                           if samples else "n/a")),
+                              file=sys.stderr, flush=True)
     return results
 
 
 def summary(entry):
     if not entry or not entry["samples"]:
         return None, None
-    # p50: median of the rounds' medians; p99 over every sample.
-    return statistics.median(entry["round_p50"]), percentile(entry["samples"], 0.99)
+    # p50: median of the runs' medians; p99 over every sample.
+    return statistics.median(entry["run_p50"]), percentile(entry["samples"], 0.99)
 
 
 def versions(python):
@@ -203,11 +216,13 @@ def versions(python):
 
 def render(results, args, info):
     lines = []
+    split = ", ".join(f"{op} {runs}×{calls:,} calls" for op, (runs, calls) in SPLIT.items())
     lines.append(f"Measured {info['date']} by `scripts/bench` ({args.rounds} rounds per mode, "
-                 f"systems alternating) on {info['machine']}.")
+                 f"systems alternating; the per-call operations as several shorter runs per "
+                 f"round: {split}) on {info['machine']}.")
     lines.append(f"This project at {info['commit']} ({info['rustc']}, wasmtime 46.0.3, CPython 3.14 "
                  f"in the sandbox); peers: rpyc {info['rpyc']}, execnet {info['execnet']} on "
-                 f"CPython {info['python']}. p50: median of the rounds' medians; p99: over every "
+                 f"CPython {info['python']}. p50: median of the runs' medians; p99: over every "
                  "sample; throughput from p50. Setup over `daemon:` connects to a running "
                  "`pushy serve` (nothing is spawned), RPyC TCP's includes starting its server.")
     lines.append("")

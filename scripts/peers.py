@@ -17,6 +17,13 @@ import sys
 import time
 
 BUDGET_S = float(os.environ.get("BENCH_BUDGET_S", "3"))
+# Calls per run of the per-call operations (method, getpid); scripts/bench
+# splits each round into several shorter runs.
+CALLS = int(os.environ.get("BENCH_CALLS", "0"))
+
+
+def calls(default):
+    return CALLS or default
 BIN = os.path.dirname(sys.executable)
 
 
@@ -112,9 +119,9 @@ def rpyc_op(kind, op):
         if op == "method":
             # The bound method is the netref fetched once: one round trip per call.
             get = con.eval("{'k': 1}").get
-            return timed(lambda: get("k"), 5000)
+            return timed(lambda: get("k"), calls(5000))
         if op == "getpid":
-            return timed(lambda: con.modules.os.getpid(), 3000)
+            return timed(lambda: con.modules.os.getpid(), calls(3000))
         if op == "append10k":
             def appends():
                 items = con.eval("[]")
@@ -205,7 +212,7 @@ def execnet_op(kind, op):
             def call():
                 channel.send("k")
                 channel.receive()
-            return timed(call, 5000)
+            return timed(call, calls(5000))
     finally:
         gateway.exit()
         if server is not None:

@@ -35,6 +35,17 @@ fn budget() -> Duration {
     Duration::from_secs_f64(seconds)
 }
 
+/// Calls per run of the per-call operations (`method`, `getpid`, the raw
+/// ping-pongs): `BENCH_CALLS`, else `default`. `scripts/bench` splits each
+/// round into several shorter runs.
+fn calls(default: usize) -> usize {
+    std::env::var("BENCH_CALLS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
+
 /// Runs `once` up to `count` times or until the budget is spent; each run
 /// returns the microseconds it measured.
 async fn timed<F, Fut>(count: usize, mut once: F) -> anyhow::Result<Vec<f64>>
@@ -177,7 +188,7 @@ async fn pushy_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
     let samples = match op {
         "method" => {
             let d = con.eval("{'k': 1}").await?.into_object()?;
-            timed(5000, || async {
+            timed(calls(5000), || async {
                 let start = Instant::now();
                 let v: i64 = d.call_method("get", &("k",)).await?.extract()?;
                 let took = micros(start);
@@ -187,7 +198,7 @@ async fn pushy_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
             .await?
         }
         "getpid" => {
-            timed(3000, || async {
+            timed(calls(3000), || async {
                 let start = Instant::now();
                 let pid = getpid(&con).await?;
                 let took = micros(start);
@@ -347,7 +358,7 @@ fn raw_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
             let mut to = echo.0.stdin.take().context("stdin")?;
             let mut from = echo.0.stdout.take().context("stdout")?;
             let mut buf = [0u8; 8];
-            sync_timed(5000, || {
+            sync_timed(calls(5000), || {
                 let start = Instant::now();
                 to.write_all(b"pingpong")?;
                 anyhow::ensure!(read_polling(&mut from, &mut buf, polling)?, "echo ended");
@@ -374,7 +385,7 @@ fn raw_op(system: &str, op: &str) -> anyhow::Result<Vec<f64>> {
             stream.set_nodelay(true)?;
             let payload = vec![b'x'; size];
             let mut back = vec![0u8; size];
-            let samples = sync_timed(if size == 8 { 5000 } else { 10 }, || {
+            let samples = sync_timed(if size == 8 { calls(5000) } else { 10 }, || {
                 let start = Instant::now();
                 if size == 8 {
                     stream.write_all(&payload)?;
