@@ -35,7 +35,6 @@ import asyncio, concurrent.futures  # noqa: E401,F401
 import pushy_guest.testing  # noqa: F401  (for `pushy test`)
 
 import wit_world
-from wit_world.imports.types import ErrorInfo, Reply_Error
 
 from pushy_guest.dispatch import Session, install_streams
 
@@ -46,15 +45,9 @@ install_streams(_session)
 os.environ.clear()
 sys.argv = [""]
 
-# Prepared now: when memory is exhausted we may not be able to build it later.
-_FALLBACK = Reply_Error(ErrorInfo("builtins.MemoryError", ["builtins.Exception",
-                        "builtins.BaseException", "builtins.object"],
-                        "the guest failed while reporting an error", "", None))
-
 
 class WitWorld(wit_world.WitWorld):
-    def dispatch(self, op):
-        try:
-            return _session.dispatch(op)
-        except BaseException:  # noqa: BLE001 - the one top-level catch of this export
-            return _FALLBACK
+    # The export is the session's bound method itself, which never raises
+    # (it returns a prepared MemoryError reply as a last resort): no frame
+    # of its own on each call.
+    dispatch = _session.dispatch

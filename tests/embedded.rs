@@ -73,6 +73,81 @@ async fn immutable_values_come_by_value_and_the_rest_by_handle() -> anyhow::Resu
 }
 
 #[tokio::test]
+async fn positional_calls_carry_plain_values_and_handles_exactly() -> anyhow::Result<()> {
+    use pushy::protocol::{Node, Op, WireValue};
+    // Calls like these travel packed (CPython's marshal format, see the
+    // host's sandbox/packed.rs). The guest describes what it received, type
+    // and repr, so an encoding slip cannot cancel out on the way back.
+    let con = session().await;
+    let describe = con
+        .eval("lambda *args: tuple(f'{type(a).__name__}:{a!r}' for a in args)")
+        .await?
+        .into_object()?;
+    let list = con.eval("[1, 2]").await?.into_object()?;
+    let mut args = vec![Value::None, Value::Bool(true), Value::Bool(false)];
+    let mut expected: Vec<String> = vec![
+        "NoneType:None".into(),
+        "bool:True".into(),
+        "bool:False".into(),
+    ];
+    let edges = [
+        i32::MAX as i64,
+        i32::MIN as i64,
+        1 << 45,
+        (1 << 60) + 12_345,
+        i64::MAX,
+        i64::MIN,
+    ];
+    for i in [0, -1, 255]
+        .into_iter()
+        .chain(edges)
+        .chain(edges.map(|e| e.saturating_add(1)))
+    {
+        args.push(Value::Int(i));
+        expected.push(format!("int:{i}"));
+    }
+    for (value, repr) in [
+        (Value::Float(-1.25), "float:-1.25"),
+        (Value::Float(f64::INFINITY), "float:inf"),
+        (Value::Str("é€𝄞".into()), "str:'é€𝄞'"),
+        (Value::Str(String::new()), "str:''"),
+        (
+            Value::Bytes(bytes::Bytes::from_static(b"\x00\xffab")),
+            r"bytes:b'\x00\xffab'",
+        ),
+        (Value::Object(list.clone()), "list:[1, 2]"),
+    ] {
+        args.push(value);
+        expected.push(repr.into());
+    }
+    let got: Vec<String> = describe.call(&Value::Tuple(args)).await?.extract()?;
+    assert_eq!(got, expected);
+    // By method name, and with the same handle twice.
+    assert_eq!(list.call_method("count", &(2,)).await?.extract::<i64>()?, 1);
+    let same: bool = con
+        .eval("lambda a, b: a is b")
+        .await?
+        .into_object()?
+        .call(&(Value::Object(list.clone()), Value::Object(list.clone())))
+        .await?
+        .extract()?;
+    assert!(same);
+    // A handle this session never issued, as an argument or as the target.
+    for (target, arg) in [(describe.id(), 987_654_321), (987_654_321, 1)] {
+        let err = con
+            .request_op(Op::Call {
+                target,
+                args: WireValue(vec![Node::Tuple(1), Node::Object(arg)]),
+                kwargs: Vec::new(),
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidHandle(_)), "{err:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn attributes_items_and_containers() -> anyhow::Result<()> {
     let con = session().await;
     let ns = con

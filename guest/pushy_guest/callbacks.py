@@ -40,7 +40,8 @@ class CallbackProxies:
 
     def __init__(self) -> None:
         self._live: "weakref.WeakValueDictionary[int, LocalCallable]" = weakref.WeakValueDictionary()
-        self._released: list[ReleaseEntry] = []
+        # Releases not yet sent to the host; empty between operations.
+        self.released: list[ReleaseEntry] = []
         # Set by dispatch: (encode, encode_kwargs, decode, dispatch_op, flush_output).
         self.encode_args: Callable[[tuple], list] = None  # type: ignore[assignment]
         self.encode_kwargs: Callable[[dict], list] = None  # type: ignore[assignment]
@@ -58,7 +59,7 @@ class CallbackProxies:
         return proxy
 
     def _finalized(self, callback_id: int, received: list[int]) -> None:
-        self._released.append(ReleaseEntry(callback_id, received[0]))
+        self.released.append(ReleaseEntry(callback_id, received[0]))
 
     def call(self, callback_id: int, args: tuple, kwargs: dict) -> Any:
         self.before_call()
@@ -76,6 +77,6 @@ class CallbackProxies:
         raise CallbackError(f"{error.type_name}: {error.message}")
 
     def flush_releases(self) -> None:
-        if self._released:
-            released, self._released = self._released, []
+        if self.released:
+            released, self.released = self.released, []
             host.release_local(released)

@@ -11,6 +11,7 @@ import ast
 import builtins
 import importlib
 import linecache
+import marshal
 import operator
 import os
 import sys
@@ -22,7 +23,7 @@ from typing import Any, Callable
 
 from wit_world.imports import host
 from wit_world.imports.types import (
-    BinaryOp, CompareOp, ErrorInfo, HandleInfo, Op_Binary, Op_Call, Op_CallMethod,
+    BinaryOp, CompareOp, ErrorInfo, HandleInfo, Op_Binary, Op_Call, Op_CallMethod, Op_CallPacked,
     Op_Compare, Op_Contains, Op_Define, Op_DelAttr, Op_DelItem, Op_Dir,
     Op_Eval, Op_Execute, Op_GetAttr, Op_GetItem, Op_Hash, Op_ImportModule,
     Op_Iter, Op_Len, Op_Next, Op_Obtain, Op_Ping, Op_Release, Op_Repr,
@@ -37,6 +38,7 @@ from .table import ObjectTable, qualified_name
 from .values import _INT_MAX, _INT_MIN, _NONE, Decoder, Encoder
 
 _OUR_DIR = os.path.dirname(__file__)
+_loads = marshal.loads
 _MAX_CACHED_SOURCES = 256
 
 _BINARY = {
@@ -59,6 +61,12 @@ _UNARY = {
 }
 
 
+# Prepared at import: when memory is exhausted we may not be able to build it later.
+_FALLBACK = Reply_Error(ErrorInfo("builtins.MemoryError", ["builtins.Exception",
+                        "builtins.BaseException", "builtins.object"],
+                        "the guest failed while reporting an error", "", None))
+
+
 class Encoded:
     """A reply value that a handler already encoded."""
 
@@ -71,6 +79,7 @@ class Encoded:
 class Session:
     def __init__(self) -> None:
         self.table = ObjectTable()
+        self.entries = self.table.entries
         self.callbacks = CallbackProxies()
         self.encoder = Encoder(self.table)
         self.decoder = Decoder(self.table, self.callbacks.proxy)
@@ -93,29 +102,30 @@ class Session:
             Op_Execute: self._execute,
             Op_Define: self._define,
             Op_ImportModule: lambda op: importlib.import_module(op.value),
-            Op_GetAttr: lambda op: getattr(self.table.get(op.value.target), op.value.name),
+            Op_GetAttr: lambda op: getattr(self.entries[op.value.target][0], op.value.name),
             Op_SetAttr: self._set_attr,
-            Op_DelAttr: lambda op: delattr(self.table.get(op.value.target), op.value.name),
+            Op_DelAttr: lambda op: delattr(self.entries[op.value.target][0], op.value.name),
             Op_Call: self._call,
             Op_CallMethod: self._call_method,
-            Op_GetItem: lambda op: self.table.get(op.value.target)[self.decoder.decode(op.value.key)],
+            Op_CallPacked: self._call_packed,
+            Op_GetItem: lambda op: self.entries[op.value.target][0][self.decoder.decode(op.value.key)],
             Op_SetItem: self._set_item,
             Op_DelItem: self._del_item,
-            Op_Len: lambda op: len(self.table.get(op.value)),
-            Op_Contains: lambda op: self.decoder.decode(op.value.key) in self.table.get(op.value.target),
+            Op_Len: lambda op: len(self.entries[op.value][0]),
+            Op_Contains: lambda op: self.decoder.decode(op.value.key) in self.entries[op.value.target][0],
             Op_Iter: self._iter,
             Op_Next: self._next,
-            Op_Repr: lambda op: repr(self.table.get(op.value)),
-            Op_Str: lambda op: str(self.table.get(op.value)),
-            Op_Truth: lambda op: bool(self.table.get(op.value)),
-            Op_Hash: lambda op: hash(self.table.get(op.value)),
+            Op_Repr: lambda op: repr(self.entries[op.value][0]),
+            Op_Str: lambda op: str(self.entries[op.value][0]),
+            Op_Truth: lambda op: bool(self.entries[op.value][0]),
+            Op_Hash: lambda op: hash(self.entries[op.value][0]),
             Op_Binary: self._binary,
             Op_Compare: lambda op: _COMPARE[op.value.op](
-                self.table.get(op.value.target), self.decoder.decode(op.value.other)),
-            Op_Unary: lambda op: _UNARY[op.value.op](self.table.get(op.value.target)),
-            Op_Dir: lambda op: tuple(dir(self.table.get(op.value))),
+                self.entries[op.value.target][0], self.decoder.decode(op.value.other)),
+            Op_Unary: lambda op: _UNARY[op.value.op](self.entries[op.value.target][0]),
+            Op_Dir: lambda op: tuple(dir(self.entries[op.value][0])),
             Op_Obtain: lambda op: Encoded(self.encoder.obtain(
-                self.table.get(op.value.target), op.value.max_items)),
+                self.entries[op.value.target][0], op.value.max_items)),
             Op_Release: self._release,
             Op_TableSize: lambda op: len(self.table),
             Op_SetArgv: self._set_argv,
@@ -125,27 +135,33 @@ class Session:
     # -- the one entry point ------------------------------------------------
 
     def dispatch(self, op: Any) -> Any:
-        if not self._seeded:
-            self._seed()
+        # The component's export calls this directly (see agent.py): it
+        # must never raise, and every frame here costs on every call.
         try:
-            result = self.handlers[type(op)](op)
-            kind = type(result)
-            if kind is Encoded:
-                reply = Reply_Ok(result.nodes)
-            elif result is None:
-                reply = Reply_Ok([_NONE])
-            elif kind is int and _INT_MIN <= result <= _INT_MAX:
-                reply = Reply_Ok([Node_Int(result)])
-            else:
-                reply = Reply_Ok(self.encoder.encode(result))
-        except BaseException as exc:  # noqa: BLE001 - an escaping exception aborts the instance
-            reply = Reply_Error(self.error_info(exc))
-        try:
-            self.output.flush()
-            self.callbacks.flush_releases()
-        except BaseException:  # noqa: BLE001
-            pass
-        return reply
+            if not self._seeded:
+                self._seed()
+            try:
+                result = self.handlers[type(op)](op)
+                kind = type(result)
+                if kind is Encoded:
+                    reply = Reply_Ok(result.nodes)
+                elif result is None:
+                    reply = Reply_Ok([_NONE])
+                elif kind is int and _INT_MIN <= result <= _INT_MAX:
+                    reply = Reply_Ok([Node_Int(result)])
+                else:
+                    reply = Reply_Ok(self.encoder.encode(result))
+            except BaseException as exc:  # noqa: BLE001 - an escaping exception aborts the instance
+                reply = Reply_Error(self.error_info(exc))
+            if self.output.chunks or self.callbacks.released:
+                try:
+                    self.output.flush()
+                    self.callbacks.flush_releases()
+                except BaseException:  # noqa: BLE001
+                    pass
+            return reply
+        except BaseException:  # noqa: BLE001 - e.g. MemoryError while building the reply
+            return _FALLBACK
 
     def error_info(self, exc: BaseException) -> ErrorInfo:
         kind = type(exc)
@@ -214,44 +230,56 @@ class Session:
 
     def _call(self, op: Op_Call) -> Any:
         args = op.value
-        target = self.table.get(args.target)
+        target = self.entries[args.target][0]
         if args.kwargs:
             return target(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
         return target(*self.decoder.decode_args(args.args))
 
     def _call_method(self, op: Op_CallMethod) -> Any:
         args = op.value
-        method = getattr(self.table.get(args.target), args.name)
+        method = getattr(self.entries[args.target][0], args.name)
         if args.kwargs:
             return method(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
         return method(*self.decoder.decode_args(args.args))
 
+    def _call_packed(self, op: Op_CallPacked) -> Any:
+        target, name, args, handles = _loads(op.value)
+        entries = self.entries
+        if handles:
+            args = list(args)
+            for index in handles:
+                args[index] = entries[args[index]][0]
+        target = entries[target][0]
+        if name is not None:
+            target = getattr(target, name)
+        return target(*args)
+
     def _set_attr(self, op: Op_SetAttr) -> None:
-        setattr(self.table.get(op.value.target), op.value.name, self.decoder.decode(op.value.value))
+        setattr(self.entries[op.value.target][0], op.value.name, self.decoder.decode(op.value.value))
 
     def _set_item(self, op: Op_SetItem) -> None:
-        target = self.table.get(op.value.target)
+        target = self.entries[op.value.target][0]
         target[self.decoder.decode(op.value.key)] = self.decoder.decode(op.value.value)
 
     def _del_item(self, op: Op_DelItem) -> None:
-        del self.table.get(op.value.target)[self.decoder.decode(op.value.key)]
+        del self.entries[op.value.target][0][self.decoder.decode(op.value.key)]
 
     def _iter(self, op: Op_Iter) -> tuple:
-        iterator = iter(self.table.get(op.value.target))
+        iterator = iter(self.entries[op.value.target][0])
         limit = max(1, op.value.max_items)
         items = tuple(islice(iterator, limit))
         done = len(items) < limit
         return (None if done else iterator, items, done)
 
     def _next(self, op: Op_Next) -> tuple:
-        iterator = self.table.get(op.value.target)
+        iterator = self.entries[op.value.target][0]
         limit = max(1, op.value.max_items)
         items = tuple(islice(iterator, limit))
         return (items, len(items) < limit)
 
     def _binary(self, op: Op_Binary) -> Any:
         args = op.value
-        target = self.table.get(args.target)
+        target = self.entries[args.target][0]
         other = self.decoder.decode(args.other)
         function = _BINARY[args.op]
         return function(other, target) if args.reflected else function(target, other)

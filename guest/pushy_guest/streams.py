@@ -18,23 +18,24 @@ class OutputBuffer:
     def __init__(self, emit: Callable[[int, bytes], None]) -> None:
         self._emit = emit
         self._stream = 0
-        self._chunks: list[bytes] = []
+        # Written but not yet emitted; empty between operations.
+        self.chunks: list[bytes] = []
         self._size = 0
 
     def write(self, stream: int, data: bytes, newline: bool) -> None:
-        if self._stream != stream and self._chunks:
+        if self._stream != stream and self.chunks:
             self.flush()
         self._stream = stream
-        self._chunks.append(data)
+        self.chunks.append(data)
         self._size += len(data)
         if newline or self._size >= _FLUSH_AT:
             self.flush()
 
     def flush(self) -> None:
-        if not self._chunks:
+        if not self.chunks:
             return
-        data = b"".join(self._chunks)
-        self._chunks = []
+        data = b"".join(self.chunks)
+        self.chunks = []
         self._size = 0
         # latin-1 maps every byte to one char: lossless, and strings do not
         # leak where `list<u8>` import arguments do (see wit/agent.wit).

@@ -25,18 +25,28 @@ class InvalidHandle(LookupError):
     """A handle id that this session never issued, or that was released."""
 
 
+class Entries(dict):
+    """handle id -> [object, times sent]; looking up an id that is not in
+    the table raises InvalidHandle (the per-call paths index it directly:
+    no Python frame per lookup)."""
+
+    __slots__ = ()
+
+    def __missing__(self, handle: int) -> Any:
+        raise InvalidHandle(f"no object with handle {handle} in this session")
+
+
 class ObjectTable:
     def __init__(self) -> None:
         self._next_id = 1
-        # handle id -> [object, times sent]
-        self._entries: dict[int, list[Any]] = {}
+        self.entries = Entries()
         # id(object) -> handle id, while the object is in the table
         self._ids: dict[int, int] = {}
         self._opmasks: dict[type, int] = {}
         self._type_names: dict[type, str] = {}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def send(self, obj: Any) -> tuple[int, str, int]:
         """Counts one more send of `obj`; returns (id, type name, opmask)."""
@@ -44,10 +54,10 @@ class ObjectTable:
         if handle is None:
             handle = self._next_id
             self._next_id += 1
-            self._entries[handle] = [obj, 1]
+            self.entries[handle] = [obj, 1]
             self._ids[id(obj)] = handle
         else:
-            self._entries[handle][1] += 1
+            self.entries[handle][1] += 1
         kind = type(obj)
         name = self._type_names.get(kind)
         if name is None:
@@ -57,18 +67,15 @@ class ObjectTable:
         return handle, name, self._opmasks[kind]
 
     def get(self, handle: int) -> Any:
-        entry = self._entries.get(handle)
-        if entry is None:
-            raise InvalidHandle(f"no object with handle {handle} in this session")
-        return entry[0]
+        return self.entries[handle][0]
 
     def release(self, handle: int, count: int) -> None:
-        entry = self._entries.get(handle)
+        entry = self.entries.get(handle)
         if entry is None:
             return
         entry[1] -= count
         if entry[1] <= 0:
-            del self._entries[handle]
+            del self.entries[handle]
             del self._ids[id(entry[0])]
 
 

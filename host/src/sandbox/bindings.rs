@@ -282,6 +282,25 @@ pub(crate) fn with_op_param<R>(op: &wire::Op, call: impl FnOnce(wit::OpParam<'_>
             target,
             args,
             kwargs,
+        } if kwargs.is_empty()
+            && let Some(packed) = super::packed::pack_call(*target, None, args) =>
+        {
+            call(W::CallPacked(&packed))
+        }
+        O::CallMethod {
+            target,
+            name,
+            args,
+            kwargs,
+        } if kwargs.is_empty()
+            && let Some(packed) = super::packed::pack_call(*target, Some(name), args) =>
+        {
+            call(W::CallPacked(&packed))
+        }
+        O::Call {
+            target,
+            args,
+            kwargs,
         } => with_kwargs_param(kwargs, |kwargs| {
             call(W::Call(wit::CallArgsParam {
                 target: *target,

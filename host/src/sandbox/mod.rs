@@ -9,6 +9,7 @@ mod cache;
 pub mod heap;
 mod instance;
 mod mounts;
+mod packed;
 mod serve;
 
 /// The WIT conversions, for the property tests.
@@ -154,6 +155,9 @@ impl Sandbox {
         let mut wasm_config = Config::new();
         wasm_config
             .wasm_component_model(true)
+            // Every call is synchronous: without the component-model-async
+            // bookkeeping (a guest task per call) a call is cheaper.
+            .concurrency_support(false)
             .epoch_interruption(true)
             .max_wasm_stack(config.max_wasm_stack)
             // Unused (calls are synchronous) but must not be below the wasm stack.
