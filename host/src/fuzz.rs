@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::protocol::{ClientMessage, HandleInfo, Node, Op, ServerMessage, WireValue};
-use crate::sandbox::fuzzing::{value_from_wit, value_to_wit};
+use crate::sandbox::fuzzing::{pack_call, value_from_wit, value_to_wit};
 use crate::transport::WireCodec;
 
 pub(crate) fn node() -> impl Strategy<Value = Node> {
@@ -262,6 +262,68 @@ fn the_session_answers_random_operations_without_dying() {
             let usable =
                 alive.is_ok() || matches!(alive, Err(crate::Error::SessionTerminated { .. }));
             prop_assert!(usable, "ping after the sequence: {:?}", alive);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Positional arguments the packed path carries: plain values and handles
+/// (`handles` are ids the session issued).
+fn packable_args(handles: Vec<u64>) -> impl Strategy<Value = Vec<Node>> {
+    let node = prop_oneof![
+        Just(Node::None),
+        any::<bool>().prop_map(Node::Bool),
+        any::<i64>().prop_map(Node::Int),
+        prop_oneof![
+            Just(i32::MIN as i64),
+            Just(i32::MAX as i64 + 1),
+            Just(i64::MIN)
+        ]
+        .prop_map(Node::Int),
+        any::<f64>().prop_map(Node::Float),
+        ".{0,12}".prop_map(Node::Str),
+        proptest::collection::vec(any::<u8>(), 0..16).prop_map(|b| Node::Bytes(b.into())),
+        prop::sample::select(handles).prop_map(Node::Object),
+    ];
+    proptest::collection::vec(node, 0..12)
+}
+
+#[test]
+fn packed_and_general_calls_agree() {
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = runtime();
+    let sandbox = crate::Sandbox::new(crate::SandboxConfig::default()).expect("sandbox");
+    let con = rt.block_on(sandbox.connect()).expect("session");
+    let object = |source: &str| {
+        rt.block_on(con.eval(source))
+            .and_then(|v| v.into_object())
+            .expect("object")
+    };
+    // The guest reports the type and repr of every argument it received, so
+    // the two encodings are compared as Python sees them.
+    let describe = object("lambda *a, **k: tuple((type(x).__name__, repr(x)) for x in a)");
+    let held = [object("[1]"), object("{'k': 2}")];
+    let handles = held.iter().map(|o| o.id()).collect();
+    let mut runner = TestRunner::new(Config::with_cases(cases(128)));
+    runner
+        .run(&packable_args(handles), |items| {
+            let mut args = vec![Node::Tuple(items.len() as u32)];
+            args.extend(items);
+            let args = WireValue(args);
+            prop_assert!(pack_call(describe.id(), None, &args).is_some());
+            let packed = rt.block_on(con.request_op(Op::Call {
+                target: describe.id(),
+                args: args.clone(),
+                kwargs: vec![],
+            }));
+            // A keyword argument sends the same call the general way.
+            let general = rt.block_on(con.request_op(Op::Call {
+                target: describe.id(),
+                args,
+                kwargs: vec![("unused".into(), WireValue::none())],
+            }));
+            prop_assert_eq!(format!("{packed:?}"), format!("{general:?}"));
+            prop_assert!(packed.is_ok(), "{:?}", packed);
             Ok(())
         })
         .unwrap();

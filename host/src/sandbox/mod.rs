@@ -16,6 +16,7 @@ mod serve;
 #[cfg(test)]
 pub(crate) mod fuzzing {
     pub(crate) use super::bindings::{value_from_wit, value_to_wit};
+    pub(crate) use super::packed::pack_call;
 }
 
 use std::path::PathBuf;
