@@ -241,3 +241,24 @@ fn a_slow_frame_is_dropped_after_the_frame_timeout() {
         "{waited:?}"
     );
 }
+
+#[test]
+fn a_connection_that_says_nothing_is_closed_after_the_handshake_timeout() {
+    let daemon = Daemon::start(&[]);
+    let mut raw = Raw::connect(&daemon);
+    raw.stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // Not a byte: the server waits in a read bounded by the handshake
+    // timeout (10 s), then closes.
+    let started = std::time::Instant::now();
+    assert!(raw.closed());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+    // The daemon still serves others.
+    let mut other = Raw::connect(&daemon);
+    other.handshake(&daemon);
+}

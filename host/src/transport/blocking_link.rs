@@ -47,6 +47,13 @@ pub(crate) trait LinkStream: Read + Write + Send {
     fn buffered(&mut self) -> bool {
         false
     }
+    /// Makes reads block for at most `timeout` (`None`: without limit), so
+    /// that waiting for the next request is the read itself, with no
+    /// `poll(2)` before it; a read that times out then fails with
+    /// `WouldBlock` or `TimedOut`. `false`: this stream cannot, poll first.
+    fn time_reads(&mut self, _timeout: Option<Duration>) -> bool {
+        false
+    }
     /// Reads once into `buf`, which need not be initialised; returns how
     /// many bytes at its start now are. The default zeroes `buf` first.
     fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
@@ -68,6 +75,11 @@ fn read_fd(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<u
 impl LinkStream for std::net::TcpStream {
     fn poll_fd(&self) -> BorrowedFd<'_> {
         self.as_fd()
+    }
+
+    fn time_reads(&mut self, timeout: Option<Duration>) -> bool {
+        // SO_RCVTIMEO; zero would mean "no limit" to the kernel.
+        timeout != Some(Duration::ZERO) && self.set_read_timeout(timeout).is_ok()
     }
 
     fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
@@ -102,6 +114,11 @@ impl LinkStream for Stdio {
         self.input.as_fd()
     }
 
+    fn time_reads(&mut self, timeout: Option<Duration>) -> bool {
+        // A pipe read can only block without limit.
+        timeout.is_none()
+    }
+
     fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
         read_fd(self.input.as_fd(), buf)
     }
@@ -128,6 +145,9 @@ pub(crate) struct BlockingLink<S> {
     failed: Option<TransportError>,
     /// How long to poll before blocking (see [`super::spin`]).
     spin: Duration,
+    /// The limit the stream's reads were last given by `time_reads`
+    /// (`None`: not arranged, or the stream cannot).
+    timed_reads: Option<Option<Duration>>,
 }
 
 impl<S: LinkStream> BlockingLink<S> {
@@ -142,6 +162,7 @@ impl<S: LinkStream> BlockingLink<S> {
             frame_started: None,
             failed: None,
             spin: super::spin::budget(super::spin::DEFAULT_SERVER_SPIN),
+            timed_reads: None,
         }
     }
 
@@ -157,30 +178,57 @@ impl<S: LinkStream> BlockingLink<S> {
         if self.stream.buffered() {
             return Ok(true);
         }
-        if timeout != Some(Duration::ZERO)
-            && !self.spin.is_zero()
-            && let Some(_permit) = super::spin::permit()
-        {
-            let started = Instant::now();
-            loop {
-                if self.poll_once(Some(&Timespec::default()))? {
-                    return Ok(true);
-                }
-                let spun = started.elapsed();
-                if spun >= self.spin {
-                    break;
-                }
-                if spun >= super::spin::YIELD_AFTER {
-                    // A peer sharing this CPU gets to run.
-                    std::thread::yield_now();
-                }
-            }
+        if timeout != Some(Duration::ZERO) && self.spin_until_readable()? {
+            return Ok(true);
         }
+        self.poll_for(timeout)
+    }
+
+    /// Sleeps until the reader has data, at most `timeout`.
+    fn poll_for(&mut self, timeout: Option<Duration>) -> Result<bool, TransportError> {
         let spec = timeout.map(|t| Timespec {
             tv_sec: t.as_secs() as _,
             tv_nsec: t.subsec_nanos() as _,
         });
         self.poll_once(spec.as_ref())
+    }
+
+    /// Polls without sleeping for up to the spin budget; whether data came.
+    fn spin_until_readable(&mut self) -> Result<bool, TransportError> {
+        if self.spin.is_zero() {
+            return Ok(false);
+        }
+        let Some(_permit) = super::spin::permit() else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        loop {
+            if self.poll_once(Some(&Timespec::default()))? {
+                return Ok(true);
+            }
+            let spun = started.elapsed();
+            if spun >= self.spin {
+                return Ok(false);
+            }
+            if spun >= super::spin::YIELD_AFTER {
+                // A peer sharing this CPU gets to run.
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Arranges for reads to block at most `timeout`, if the stream can;
+    /// the socket option is set only when the limit changes.
+    fn time_reads(&mut self, timeout: Option<Duration>) -> bool {
+        if self.timed_reads == Some(timeout) {
+            return true;
+        }
+        self.timed_reads = None;
+        if self.stream.time_reads(timeout) {
+            self.timed_reads = Some(timeout);
+            return true;
+        }
+        false
     }
 
     fn poll_once(&mut self, timeout: Option<&Timespec>) -> Result<bool, TransportError> {
@@ -232,6 +280,34 @@ impl<S: LinkStream> BlockingLink<S> {
         Ok(true)
     }
 
+    /// Between frames: waits (at most the idle timeout) for the next request
+    /// and reads it. Where the stream can time its reads, after any spinning
+    /// the read itself is the wait — one system call per request, not two.
+    fn fill_when_requested(&mut self) -> Result<bool, TransportError> {
+        let idle = self.limits.idle_timeout;
+        let idle_too_long = || TransportError::Timeout("the connection was idle too long".into());
+        if self.stream.buffered() || self.spin_until_readable()? {
+            return self.fill();
+        }
+        if !self.time_reads(idle) {
+            if !self.poll_for(idle)? {
+                return Err(idle_too_long());
+            }
+            return self.fill();
+        }
+        match self.fill() {
+            Err(TransportError::Io(error))
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(idle_too_long())
+            }
+            other => other,
+        }
+    }
+
     fn decode(&mut self) -> Result<Option<ClientMessage>, TransportError> {
         let message = self.codec.decode(&mut self.read_buf)?;
         if message.is_some() {
@@ -253,25 +329,23 @@ impl<S: LinkStream> BlockingLink<S> {
             if let Some(message) = self.decode()? {
                 return Ok(Some(message));
             }
-            let timeout = match self.frame_started {
-                Some(started) => Some(
-                    self.limits
+            let filled = match self.frame_started {
+                Some(started) => {
+                    let left = self
+                        .limits
                         .frame_timeout
                         .checked_sub(started.elapsed())
                         .ok_or_else(|| {
                             TransportError::Timeout("a frame arrived too slowly".into())
-                        })?,
-                ),
-                None => self.limits.idle_timeout,
+                        })?;
+                    if !self.wait_readable(Some(left))? {
+                        return Err(TransportError::Timeout("a frame arrived too slowly".into()));
+                    }
+                    self.fill()?
+                }
+                None => self.fill_when_requested()?,
             };
-            if !self.wait_readable(timeout)? {
-                return Err(TransportError::Timeout(if self.frame_started.is_some() {
-                    "a frame arrived too slowly".into()
-                } else {
-                    "the connection was idle too long".into()
-                }));
-            }
-            if !self.fill()? {
+            if !filled {
                 return if self.read_buf.is_empty() {
                     Ok(None)
                 } else {
