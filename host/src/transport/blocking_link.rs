@@ -607,4 +607,40 @@ mod tests {
             Err(TransportError::EofMidFrame)
         ));
     }
+
+    #[test]
+    fn a_socket_idle_past_its_timeout_is_a_timeout_and_a_request_in_time_is_read() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let limits = LinkLimits {
+            idle_timeout: Some(Duration::from_millis(300)),
+            ..LinkLimits::default()
+        };
+        let mut link = BlockingLink::new(server, limits);
+        // A request that arrives in time is read (the read is the wait).
+        let mut wire = BytesMut::new();
+        WireCodec::<ServerMessage, ClientMessage>::default()
+            .encode(ClientMessage::Interrupt, &mut wire)
+            .unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            client.write_all(&wire).unwrap();
+            client
+        });
+        assert_eq!(link.read_message().unwrap(), Some(ClientMessage::Interrupt));
+        let _client = writer.join().unwrap();
+        // Then nothing: the blocked read ends at the idle timeout, typed.
+        let started = Instant::now();
+        let err = link.read_message().unwrap_err();
+        assert!(
+            matches!(&err, TransportError::Timeout(why) if why.contains("idle")),
+            "{err:?}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+    }
 }
