@@ -20,11 +20,11 @@ BUDGET_S = float(os.environ.get("BENCH_BUDGET_S", "3"))
 # Calls per run of the per-call operations (method, getpid); scripts/bench
 # splits each round into several shorter runs.
 CALLS = int(os.environ.get("BENCH_CALLS", "0"))
+BIN = os.path.dirname(sys.executable)
 
 
 def calls(default):
     return CALLS or default
-BIN = os.path.dirname(sys.executable)
 
 
 class Measured(float):

@@ -255,6 +255,9 @@ pub(crate) fn op_to_wit(op: wire::Op) -> wit::OpResult {
 pub(crate) fn with_op_param<R>(op: &wire::Op, call: impl FnOnce(wit::OpParam<'_>) -> R) -> R {
     use wire::Op as O;
     use wit::OpParam as W;
+    if let Some(packed) = super::packed::pack_op(op) {
+        return call(W::CallPacked(&packed));
+    }
     match op {
         O::Ping => call(W::Ping),
         O::Eval(s) => call(W::Eval(s)),
@@ -278,25 +281,6 @@ pub(crate) fn with_op_param<R>(op: &wire::Op, call: impl FnOnce(wit::OpParam<'_>
             target: *target,
             name,
         })),
-        O::Call {
-            target,
-            args,
-            kwargs,
-        } if kwargs.is_empty()
-            && let Some(packed) = super::packed::pack_call(*target, None, args) =>
-        {
-            call(W::CallPacked(&packed))
-        }
-        O::CallMethod {
-            target,
-            name,
-            args,
-            kwargs,
-        } if kwargs.is_empty()
-            && let Some(packed) = super::packed::pack_call(*target, Some(name), args) =>
-        {
-            call(W::CallPacked(&packed))
-        }
         O::Call {
             target,
             args,

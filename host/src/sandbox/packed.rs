@@ -16,11 +16,29 @@
 //! Anything else (keyword arguments, containers, big ints, callbacks, a
 //! large payload) takes the general path.
 
-use crate::protocol::{Node, WireValue};
+use crate::protocol::{HandleInfo, Node, Op, WireValue};
 
 /// Largest packed call: a bigger payload is lowered from where it lies by
 /// the general path rather than copied into the packed buffer.
 const MAX_PACKED: usize = 4096;
+
+/// `op` packed, if it is a call or method call that fits the packed form.
+pub(crate) fn pack_op(op: &Op) -> Option<Vec<u8>> {
+    match op {
+        Op::Call {
+            target,
+            args,
+            kwargs,
+        } if kwargs.is_empty() => pack_call(*target, None, args),
+        Op::CallMethod {
+            target,
+            name,
+            args,
+            kwargs,
+        } if kwargs.is_empty() => pack_call(*target, Some(name), args),
+        _ => None,
+    }
+}
 
 /// `call(target, *args)` (`name` `None`) or `call-method`, packed; `None`
 /// when the call does not fit the packed form.
@@ -53,7 +71,7 @@ pub(crate) fn pack_call(target: u64, name: Option<&str>, args: &WireValue) -> Op
             }
             Node::Str(s) => out.str(s),
             Node::Bytes(b) => out.bytes(b),
-            Node::Object(id) | Node::Handle(crate::protocol::HandleInfo { id, .. }) => {
+            Node::Object(id) | Node::Handle(HandleInfo { id, .. }) => {
                 out.int(i64::try_from(*id).ok()?);
                 handles.push(index);
             }
@@ -88,18 +106,14 @@ impl Marshal {
         }
         // `l`: the number of 15-bit digits, negative for a negative value,
         // then the digits of the magnitude, least significant first.
-        let mut magnitude = value.unsigned_abs();
-        let mut digits = Vec::with_capacity(5);
-        while magnitude != 0 {
-            digits.push((magnitude & 0x7fff) as u16);
-            magnitude >>= 15;
-        }
-        let count = digits.len() as i32;
+        let magnitude = value.unsigned_abs();
+        let count = (64 - magnitude.leading_zeros()).div_ceil(15) as i32;
         self.0.push(b'l');
         self.0
             .extend_from_slice(&(if value < 0 { -count } else { count }).to_le_bytes());
-        for digit in digits {
-            self.0.extend_from_slice(&digit.to_le_bytes());
+        for digit in 0..count {
+            let digit = (magnitude >> (15 * digit)) & 0x7fff;
+            self.0.extend_from_slice(&(digit as u16).to_le_bytes());
         }
     }
 
@@ -119,7 +133,6 @@ impl Marshal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::HandleInfo;
 
     fn args(nodes: Vec<Node>) -> WireValue {
         let mut all = vec![Node::Tuple(nodes.len() as u32)];
@@ -168,6 +181,29 @@ mod tests {
         // ... ("N" for no name) ... handles: (1, 2)
         assert_eq!(&packed[..8], &[b')', 4, b'i', 1, 0, 0, 0, b'N']);
         assert!(packed.ends_with(&[b')', 2, b'i', 1, 0, 0, 0, b'i', 2, 0, 0, 0]));
+    }
+
+    #[test]
+    fn calls_and_method_calls_without_keywords_are_packed() {
+        let call = |kwargs| Op::Call {
+            target: 3,
+            args: args(vec![Node::Int(1)]),
+            kwargs,
+        };
+        assert_eq!(
+            pack_op(&call(vec![])),
+            pack_call(3, None, &args(vec![Node::Int(1)]))
+        );
+        assert!(pack_op(&call(vec![])).is_some());
+        assert!(pack_op(&call(vec![("k".into(), WireValue::none())])).is_none());
+        let method = Op::CallMethod {
+            target: 3,
+            name: "get".into(),
+            args: args(vec![]),
+            kwargs: vec![],
+        };
+        assert_eq!(pack_op(&method), pack_call(3, Some("get"), &args(vec![])));
+        assert!(pack_op(&Op::Len(3)).is_none());
     }
 
     #[test]

@@ -181,11 +181,6 @@ impl<S: LinkStream> BlockingLink<S> {
         if timeout != Some(Duration::ZERO) && self.spin_until_readable()? {
             return Ok(true);
         }
-        self.poll_for(timeout)
-    }
-
-    /// Sleeps until the reader has data, at most `timeout`.
-    fn poll_for(&mut self, timeout: Option<Duration>) -> Result<bool, TransportError> {
         let spec = timeout.map(|t| Timespec {
             tv_sec: t.as_secs() as _,
             tv_nsec: t.subsec_nanos() as _,
@@ -281,20 +276,20 @@ impl<S: LinkStream> BlockingLink<S> {
     }
 
     /// Between frames: waits (at most the idle timeout) for the next request
-    /// and reads it. Where the stream can time its reads, after any spinning
-    /// the read itself is the wait — one system call per request, not two.
+    /// and reads it. Where the stream can time its reads, the read itself is
+    /// the wait — one system call per request, not two.
     fn fill_when_requested(&mut self) -> Result<bool, TransportError> {
         let idle = self.limits.idle_timeout;
         let idle_too_long = || TransportError::Timeout("the connection was idle too long".into());
-        if self.stream.buffered() || self.spin_until_readable()? {
-            return self.fill();
-        }
         if !self.time_reads(idle) {
-            if !self.poll_for(idle)? {
+            if !self.wait_readable(idle)? {
                 return Err(idle_too_long());
             }
             return self.fill();
         }
+        // Whether or not spinning sees the request come, the read below
+        // takes it; spinning only spares a sleeping thread's late wake-up.
+        self.spin_until_readable()?;
         match self.fill() {
             Err(TransportError::Io(error))
                 if matches!(
