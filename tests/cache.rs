@@ -60,3 +60,48 @@ fn a_damaged_or_unwritable_cache_is_recompiled_not_fatal() {
     let fourth = Sandbox::new(config).unwrap();
     assert_eq!(works(&fourth), 42);
 }
+
+#[test]
+fn empty_cache_variables_never_put_the_cache_in_the_working_directory() {
+    let cwd = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for (var, value) in [("PUSHY_CACHE_DIR", ""), ("HOME", "")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pushy"))
+            .args(["eval", "6 * 7"])
+            .current_dir(cwd.path())
+            .env(var, value)
+            .env_remove("XDG_CACHE_HOME")
+            .env("TMPDIR", tmp.path())
+            .env_remove(if var == "HOME" {
+                "PUSHY_CACHE_DIR"
+            } else {
+                "NONE"
+            })
+            .env(
+                if var == "PUSHY_CACHE_DIR" {
+                    "HOME"
+                } else {
+                    "NONE"
+                },
+                "",
+            )
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "42\n",
+            "{var}: {stderr}"
+        );
+        assert!(
+            cached_files(cwd.path()).is_empty(),
+            "{var}: cache in the cwd"
+        );
+        let uid = rustix::process::getuid().as_raw();
+        let private = tmp.path().join(format!("pushy-cache-{uid}"));
+        assert_eq!(cached_files(&private).len(), 1, "{var}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{var}: {mode:o}");
+    }
+}

@@ -369,3 +369,68 @@ async fn bytes_returned_by_the_guest_arrive_exactly_and_do_not_leak() -> anyhow:
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn values_up_to_the_value_limit_cross_and_larger_ones_are_a_value_error() -> anyhow::Result<()>
+{
+    let mut config = session_config();
+    config.memory_limit = 1 << 30;
+    let con = session_with(config).await;
+    // Past wasmtime's default 128 MiB of hostcall data, below the 256 MiB limit.
+    let big = con.eval("b'x' * (200 << 20)").await?.into_bytes()?;
+    assert_eq!(big.len(), 200 << 20);
+    assert!(big.iter().all(|&b| b == b'x'));
+    drop(big);
+    let text: String = con.eval("'y' * (150 << 20)").await?.extract()?;
+    assert_eq!(text.len(), 150 << 20);
+    let err = con.eval("b'z' * (300 << 20)").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Python(e) if e.is_instance("ValueError")),
+        "{err:?}"
+    );
+    let err = con.eval("(None,) * (5 << 20)").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Python(e) if e.is_instance("ValueError")),
+        "{err:?}"
+    );
+    assert_eq!(con.eval("1 + 1").await?.extract::<i64>()?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_exception_with_a_lone_surrogate_leaves_the_session_alive() -> anyhow::Result<()> {
+    let con = session().await;
+    let err = con
+        .execute("raise ValueError('a\\ud800b')")
+        .await
+        .unwrap_err();
+    let Error::Python(exception) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(exception.message, "a\\ud800b");
+    assert!(exception.traceback.contains("ValueError: a\\ud800b"));
+    // A type whose qualified name UTF-8 cannot carry crosses as a handle.
+    let object = con
+        .eval("type('Odd', (), {'__module__': 'm\\udcff'})()")
+        .await?
+        .into_object()?;
+    assert_eq!(object.type_name(), "m\\udcff.Odd");
+    assert_eq!(con.eval("2").await?.extract::<i64>()?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_memory_error_from_code_is_not_the_memory_limit() -> anyhow::Result<()> {
+    let con = session().await;
+    let err = con.execute("raise MemoryError('mine')").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Python(e) if e.is_instance("MemoryError") && !e.memory_limit_hit),
+        "{err:?}"
+    );
+    let err = con.execute("x = bytearray(600 << 20)").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Python(e) if e.is_instance("MemoryError") && e.memory_limit_hit),
+        "{err:?}"
+    );
+    Ok(())
+}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib
+import importlib.util
 import linecache
 import marshal
 import operator
@@ -32,14 +33,18 @@ from wit_world.imports.types import (
 )
 from wit_world.imports.types import Node_Int
 
+from . import threads
 from .callbacks import CallbackProxies
-from .streams import OutputBuffer, OutputStream
-from .table import ObjectTable, qualified_name
+from .streams import OutputBuffer, OutputStream, input_stream
+from .table import ObjectTable, qualified_name, wit_text
 from .values import _INT_MAX, _INT_MIN, _NONE, Decoder, Encoder
 
 _OUR_DIR = os.path.dirname(__file__)
 _loads = marshal.loads
 _MAX_CACHED_SOURCES = 256
+# An exception's message and traceback cross at most this long each (the
+# host cuts them further to the call's output limit).
+_MAX_ERROR_TEXT = 64 * 1024 * 1024
 
 _BINARY = {
     BinaryOp.ADD: operator.add, BinaryOp.SUB: operator.sub,
@@ -180,14 +185,29 @@ class Session:
             info = None
         return ErrorInfo(
             qualified_name(kind), [qualified_name(base) for base in kind.__mro__[1:]],
-            message, text, info)
+            wit_text(message[:_MAX_ERROR_TEXT]), wit_text(text[-_MAX_ERROR_TEXT:]), info)
 
     def _seed(self) -> None:
-        """Fresh entropy for this session: the snapshot's seed is shared."""
+        """Fresh entropy for this session: the snapshot's seed is shared.
+        And a process clock: WASI has none (CPython's reads as negative), so
+        `time.process_time` counts from the session's first call (the guest
+        is single-threaded; time blocked in sleeps counts too)."""
         self._seeded = True
         random_module = sys.modules.get("random")
         if random_module is not None:
             random_module.seed()
+        import time
+        monotonic_ns = time.monotonic_ns
+        started = monotonic_ns()
+
+        def process_time_ns() -> int:
+            return monotonic_ns() - started
+
+        def process_time() -> float:
+            return (monotonic_ns() - started) / 1e9
+
+        time.process_time_ns = process_time_ns
+        time.process_time = process_time
 
     # -- handlers -----------------------------------------------------------
 
@@ -222,7 +242,7 @@ class Session:
         return self.main.__dict__[names[-1]]
 
     def _encode_kwargs(self, kwargs: dict) -> list:
-        return [(str(key), self.encoder.encode(value)) for key, value in kwargs.items()]
+        return [(wit_text(str(key)), self.encoder.encode(value)) for key, value in kwargs.items()]
 
     def _kwargs(self, pairs: list) -> dict:
         decode = self.decoder.decode
@@ -293,18 +313,29 @@ class Session:
         sys.argv = list(op.value)
 
     def _run_script(self, op: Op_RunScript) -> int:
-        source, filename = op.value
+        """Runs a script as python3 runs a file: `__main__`, its bytes decoded
+        as Python decodes source (UTF-8, a BOM, a PEP 263 cookie), then the
+        `atexit` handlers, whether it ended normally, by SystemExit or by an
+        exception."""
+        raw, filename = op.value
         module = types.ModuleType("__main__")
         module.__dict__.update({"__builtins__": builtins, "__file__": filename})
         self.main = module
         sys.modules["__main__"] = module
-        code = compile(source, filename, "exec", dont_inherit=True)
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         try:
-            exec(code, module.__dict__)
-        except SystemExit as exit_request:
-            return _exit_status(exit_request.code)
-        return 0
+            try:
+                source = importlib.util.decode_source(bytes(raw))
+            except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
+                raise SyntaxError(f"{filename}: {exc}") from None
+            code = compile(source, filename, "exec", dont_inherit=True)
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            try:
+                exec(code, module.__dict__)
+            except SystemExit as exit_request:
+                return _exit_status(exit_request.code)
+            return 0
+        finally:
+            _run_atexit()
 
 
 def _exit_status(code: Any) -> int:
@@ -314,6 +345,14 @@ def _exit_status(code: Any) -> int:
         return code & 0xFF if code >= 0 else (256 + code) & 0xFF
     print(code, file=sys.stderr)
     return 1
+
+
+def _run_atexit() -> None:
+    """The script's `atexit` handlers, as at interpreter exit (their errors
+    are printed by atexit itself, as python3 does)."""
+    import atexit
+    atexit._run_exitfuncs()
+    atexit._clear()
 
 
 def _user_frames(tb: Any) -> Any:
@@ -328,3 +367,55 @@ def install_streams(session: Session) -> None:
     sys.stderr = OutputStream(session.output, 2, "<stderr>")
     sys.__stdout__ = sys.stdout
     sys.__stderr__ = sys.stderr
+    sys.stdin = sys.__stdin__ = input_stream(host.read_input, session.output.flush)
+    _route_fd_writes(session.output)
+    _report_exit_status(session.output)
+    threads.install()
+
+
+def _report_exit_status(output: OutputBuffer) -> None:
+    """`os._exit(n)` ends the instance with status n: WASI's exit carries
+    only success or failure, so the host is told n first."""
+    import posix
+    wasi_exit = posix._exit
+
+    def _exit(status: int, /) -> None:
+        status = operator.index(status)
+        try:
+            output.flush()
+        except BaseException:  # noqa: BLE001 - exiting regardless
+            pass
+        host.exiting(max(-(1 << 31), min(status, (1 << 31) - 1)))
+        wasi_exit(status)
+
+    _exit.__doc__ = wasi_exit.__doc__
+    os._exit = posix._exit = _exit
+
+
+def _route_fd_writes(output: OutputBuffer) -> None:
+    """`os.write(1, ...)` and `os.write(2, ...)` reach the same ordered
+    streams as `print` (WASI's own stdout and stderr are not the session's)."""
+    import posix
+    fd_write = posix.write
+
+    def write(fd: int, data: Any, /) -> int:
+        if fd == 1 or fd == 2:
+            data = bytes(memoryview(data))
+            output.write(fd, data, True)
+            return len(data)
+        return fd_write(fd, data)
+
+    fd_read = posix.read
+
+    def read(fd: int, length: int, /) -> bytes:
+        if fd == 0:
+            if length < 0:
+                raise ValueError("length must be non-negative")
+            output.flush()
+            return bytes(host.read_input(length)) if length else b""
+        return fd_read(fd, length)
+
+    write.__doc__ = fd_write.__doc__
+    read.__doc__ = fd_read.__doc__
+    os.write = posix.write = write
+    os.read = posix.read = read

@@ -12,6 +12,9 @@ import io
 from typing import Callable
 
 _FLUSH_AT = 8192
+# Large writes are encoded and handed to the host in pieces of this size, so
+# that one huge write needs no second copy of itself in memory.
+_PIECE = 1 << 20
 
 
 class OutputBuffer:
@@ -23,6 +26,12 @@ class OutputBuffer:
         self._size = 0
 
     def write(self, stream: int, data: bytes, newline: bool) -> None:
+        if len(data) > _PIECE:
+            self.flush()
+            view = memoryview(data)
+            for start in range(0, len(data), _PIECE):
+                self._emit(stream, str(view[start:start + _PIECE], "latin-1"))
+            return
         if self._stream != stream and self.chunks:
             self.flush()
         self._stream = stream
@@ -97,8 +106,47 @@ class OutputStream(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if len(text) > _PIECE:
+            for start in range(0, len(text), _PIECE):
+                piece = text[start:start + _PIECE]
+                self._buffer.write(self._stream, piece.encode("utf-8", "backslashreplace"), True)
+            return len(text)
         self._buffer.write(self._stream, text.encode("utf-8", "backslashreplace"), "\n" in text)
         return len(text)
 
     def flush(self) -> None:
         self._buffer.flush()
+
+
+class InputRaw(io.RawIOBase):
+    """The raw stdin: each read asks the host for the local side's next
+    bytes (empty at end of input). Output written so far goes out first,
+    so a prompt is seen before the read waits."""
+
+    def __init__(self, read: Callable[[int], bytes], before_read: Callable[[], None]) -> None:
+        super().__init__()
+        self._read = read
+        self._before_read = before_read
+
+    def readable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        size = len(buffer)
+        if size == 0:
+            return 0
+        self._before_read()
+        data = self._read(size)
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def input_stream(read: Callable[[int], bytes], before_read: Callable[[], None]) -> io.TextIOWrapper:
+    """`sys.stdin`: text over `InputRaw`, decoded as UTF-8."""
+    raw = InputRaw(read, before_read)
+    stream = io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", errors="strict")
+    stream.mode = "r"
+    return stream

@@ -81,7 +81,20 @@ class ObjectTable:
 
 def qualified_name(kind: type) -> str:
     module = getattr(kind, "__module__", None) or "builtins"
-    return f"{module}.{getattr(kind, '__qualname__', kind.__name__)}"
+    return wit_text(f"{module}.{getattr(kind, '__qualname__', kind.__name__)}")
+
+
+def wit_text(text: str) -> str:
+    """`text` as a WIT string can carry it: a string must be valid UTF-8,
+    and lowering one with a lone surrogate traps the instance, so those are
+    escaped (`\\ud800`)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def compute_opmask(kind: type) -> int:

@@ -22,6 +22,8 @@ from .table import ObjectTable
 MAX_DEPTH = 200
 # Total str/bytes payload of one value; larger values are refused.
 MAX_VALUE_BYTES = 256 * 1024 * 1024
+# Nodes of one value (the host's HOSTCALL_FUEL allows for these).
+MAX_VALUE_NODES = 4 * 1024 * 1024
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 63) - 1
 _NONE = Node_None_()
@@ -113,6 +115,8 @@ class Encoder:
         elif kind is tuple:
             if depth >= MAX_DEPTH:
                 raise ValueError(f"value nested deeper than {MAX_DEPTH} levels")
+            if len(nodes) + len(obj) > MAX_VALUE_NODES:
+                raise ValueTooLarge(f"value too large to send (more than {MAX_VALUE_NODES} items)")
             nodes.append(Node_Tuple(len(obj)))
             for item in obj:
                 self._encode(item, nodes, depth + 1)
@@ -124,6 +128,7 @@ class Encoder:
         nodes: list = []
         self._budget = self.max_value_bytes
         self._sent = []
+        max_items = min(max_items, MAX_VALUE_NODES)
         try:
             self._obtain(obj, nodes, 0, max_items)
         except BaseException:

@@ -40,7 +40,7 @@ pub mod transport;
 pub use bytes::Bytes;
 pub use client::{
     CALLBACK_ERROR_TYPE, CallArgs, Callback, Connection, ConnectionConfig, DEFAULT_OBTAIN_LIMIT,
-    Error, Modules, OutputChunk, OutputMode, PythonError, RemoteIter, RemoteObject, Target, Value,
-    connect, connect_with, default_sandbox,
+    Error, InputMode, Modules, OutputChunk, OutputMode, PythonError, RemoteIter, RemoteObject,
+    Target, Value, connect, connect_with, default_sandbox,
 };
 pub use sandbox::{Mount, Sandbox, SandboxConfig, SandboxError, SessionConfig};

@@ -1,5 +1,32 @@
 //! The `pushy` command line.
 
+// `print!` and friends panic when stdout or stderr is a closed pipe or a full
+// device (`pushy eval ... | head -c1`, `>/dev/full`); these drop the write.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod repl;
 
 use std::path::PathBuf;
@@ -76,15 +103,15 @@ struct TestArgs {
 
 #[derive(Args, Clone)]
 struct LimitArgs {
-    /// Time limit per call, in seconds (0: none).
-    #[arg(long, value_name = "S", default_value_t = 60.0)]
-    timeout: f64,
-    /// Memory limit of the sandbox, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 512)]
-    memory: usize,
-    /// Output limit per call, in MiB (the rest is cut with a notice).
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
-    output_limit: usize,
+    /// Time limit per call, in seconds (0: none) [default: 60].
+    #[arg(long, value_name = "S")]
+    timeout: Option<f64>,
+    /// Memory limit of the sandbox, in MiB [default: 512].
+    #[arg(long, value_name = "MIB")]
+    memory: Option<usize>,
+    /// Output limit per call, in MiB (the rest is cut with a notice) [default: 64].
+    #[arg(long, value_name = "MIB")]
+    output_limit: Option<usize>,
     /// Mount a host directory into the sandbox (repeatable).
     #[arg(long = "dir", value_name = "HOST:GUEST[:ro]")]
     dirs: Vec<Mount>,
@@ -109,11 +136,16 @@ struct RunArgs {
     target: TargetArgs,
     #[command(flatten)]
     limits: LimitArgs,
-    /// The script to run.
-    script: PathBuf,
-    /// Arguments for the script (its sys.argv[1:]).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
+    /// The script to run, then its arguments (its sys.argv[1:]): everything
+    /// after SCRIPT belongs to the script, as with python3.
+    #[arg(
+        value_name = "SCRIPT [ARGS]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -172,30 +204,62 @@ struct ServeArgs {
 
 impl LimitArgs {
     fn session_config(&self) -> anyhow::Result<SessionConfig> {
-        if !(self.timeout.is_finite() && self.timeout >= 0.0) {
-            anyhow::bail!("--timeout must be a non-negative number of seconds");
-        }
         let mut config = SessionConfig::default();
-        config.time_limit = (self.timeout > 0.0).then(|| Duration::from_secs_f64(self.timeout));
-        config.memory_limit = self
-            .memory
-            .checked_mul(1 << 20)
-            .context("--memory is too large")?;
-        config.output_limit = self
-            .output_limit
-            .checked_mul(1 << 20)
-            .context("--output-limit is too large")?;
+        if let Some(timeout) = self.timeout {
+            config.time_limit = seconds("--timeout", timeout)?;
+        }
+        if let Some(memory) = self.memory {
+            config.memory_limit = mib("--memory", memory)?;
+        }
+        if let Some(output) = self.output_limit {
+            config.output_limit = mib("--output-limit", output)?;
+        }
+        pushy::sandbox::check_mounts(&self.dirs)?;
         config.mounts = self.dirs.clone();
         Ok(config)
     }
 
+    /// The limits given on the command line, for a host elsewhere to apply
+    /// (each only tightens that host's own).
+    fn requested(&self) -> anyhow::Result<pushy::protocol::RequestedLimits> {
+        let mut asked = pushy::protocol::RequestedLimits::default();
+        if let Some(timeout) = self.timeout {
+            asked.time_limit_ms = seconds("--timeout", timeout)?
+                .map(|limit| u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).max(1));
+        }
+        if let Some(memory) = self.memory {
+            asked.memory_bytes = Some(mib("--memory", memory)? as u64);
+        }
+        if let Some(output) = self.output_limit {
+            asked.output_bytes = Some(mib("--output-limit", output)? as u64);
+        }
+        Ok(asked)
+    }
+
+    /// Whether these flags can be honoured over `target`.
+    fn check_target(&self, target: &pushy::Target) -> anyhow::Result<()> {
+        if matches!(target, pushy::Target::Daemon(_)) && !self.dirs.is_empty() {
+            anyhow::bail!(
+                "--dir cannot be used with a daemon: target: the daemon runs on its own \
+                 host, where this machine's directories do not exist; start the daemon \
+                 with `pushy serve --dir` instead"
+            );
+        }
+        Ok(())
+    }
+
     /// The same limits as flags for a `pushy host` started elsewhere.
     fn host_args(&self) -> Vec<String> {
-        let mut args = vec![
-            format!("--timeout={}", self.timeout),
-            format!("--memory={}", self.memory),
-            format!("--output-limit={}", self.output_limit),
-        ];
+        let mut args = Vec::new();
+        if let Some(timeout) = self.timeout {
+            args.push(format!("--timeout={timeout}"));
+        }
+        if let Some(memory) = self.memory {
+            args.push(format!("--memory={memory}"));
+        }
+        if let Some(output) = self.output_limit {
+            args.push(format!("--output-limit={output}"));
+        }
         for dir in &self.dirs {
             let mode = if dir.read_only { ":ro" } else { "" };
             args.push(format!("--dir={}:{}{mode}", dir.host.display(), dir.guest));
@@ -213,20 +277,26 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only where a person reads them, not in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let command = match Cli::parse().command {
+        // One blocking session; no async runtime (see `serve_stdio`).
+        Command::Host(args) => return host(args),
+        command => command,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("pushy: cannot start the runtime: {error}");
+            errln!("pushy: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
     runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Run(args) => run(args).await,
             Command::Eval(args) => eval(args).await,
             Command::Repl(args) => repl::repl(args.target, args.limits).await,
@@ -237,8 +307,29 @@ fn main() -> ExitCode {
     })
 }
 
+/// A size flag in MiB, in bytes.
+fn mib(flag: &str, value: usize) -> anyhow::Result<usize> {
+    value
+        .checked_mul(1 << 20)
+        .with_context(|| format!("{flag} {value} is too large"))
+}
+
+/// A duration flag in seconds; 0 means none.
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Option<Duration>> {
+    if value == 0.0 {
+        return Ok(None);
+    }
+    // At most a year: far beyond any real limit, and every deadline
+    // computed from it stays representable.
+    const MAX: f64 = 365.0 * 24.0 * 3600.0;
+    if !(value.is_finite() && value > 0.0 && value <= MAX) {
+        anyhow::bail!("{flag} must be a number of seconds from 0 (none) to {MAX}, not {value}");
+    }
+    Ok(Some(Duration::from_secs_f64(value)))
+}
+
 fn usage(error: impl std::fmt::Display) -> ExitCode {
-    eprintln!("pushy: {error}");
+    errln!("pushy: {error}");
     ExitCode::from(EXIT_USAGE)
 }
 
@@ -255,39 +346,56 @@ pub(crate) async fn connect(
     target: &TargetArgs,
     limits: &LimitArgs,
 ) -> Result<Connection, ExitCode> {
+    connect_with_input(target, limits, pushy::InputMode::Closed).await
+}
+
+/// [`connect`], with the session's stdin.
+async fn connect_with_input(
+    target: &TargetArgs,
+    limits: &LimitArgs,
+    input: pushy::InputMode,
+) -> Result<Connection, ExitCode> {
     let session = limits.session_config().map_err(usage)?;
     let parsed: pushy::Target = target.target.parse().map_err(usage)?;
-    if parsed == pushy::Target::Embedded {
-        let sandbox = sandbox_with(session)?;
-        return sandbox.connect().await.map_err(|e| report(&e));
-    }
+    limits.check_target(&parsed).map_err(usage)?;
     let mut config = ConnectionConfig::default();
+    config.input = input;
+    if parsed == pushy::Target::Embedded {
+        let sandbox = sandbox_with(session.clone())?;
+        return sandbox
+            .connect_with(session, config)
+            .await
+            .map_err(|e| report(&e));
+    }
     config.token_file = target.token_file.clone();
     config.tls_ca = target.tls_ca.clone();
     config.host_args = limits.host_args();
+    config.limits = limits.requested().map_err(usage)?;
     pushy::connect_with(&target.target, config)
         .await
         .map_err(|e| report(&e))
 }
 
 async fn run(args: RunArgs) -> ExitCode {
-    let source = match std::fs::read_to_string(&args.script) {
+    let (script, script_args) = match args.command.split_first() {
+        Some(split) => split,
+        None => return usage("run needs a SCRIPT"),
+    };
+    let source = match std::fs::read(script) {
         Ok(source) => source,
         Err(error) => {
-            eprintln!(
-                "pushy: can't open file '{}': {error}",
-                args.script.display()
-            );
+            errln!("pushy: can't open file '{script}': {error}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let con = match connect(&args.target, &args.limits).await {
+    let con = match connect_with_input(&args.target, &args.limits, pushy::InputMode::Inherit).await
+    {
         Ok(con) => con,
         Err(code) => return code,
     };
-    let filename = args.script.display().to_string();
+    let filename = script.clone();
     let mut argv = vec![filename.clone()];
-    argv.extend(args.args);
+    argv.extend(script_args.iter().cloned());
     if let Err(error) = con.set_argv(&argv).await {
         return report(&error);
     }
@@ -312,8 +420,30 @@ async fn eval(args: EvalArgs) -> ExitCode {
     };
     match result {
         Ok(text) => {
-            println!("{text}");
+            outln!("{text}");
             ExitCode::SUCCESS
+        }
+        Err(Error::Python(exception)) if exception.is_instance("SystemExit") => {
+            exit_status(&exception).await
+        }
+        Err(error) => report(&error),
+    }
+}
+
+/// The exit status a `SystemExit` asks for, as python3 computes it: its
+/// `code` if an int, 0 for None, else 1 after printing the code.
+async fn exit_status(exception: &pushy::PythonError) -> ExitCode {
+    let code = match &exception.exception {
+        Some(handle) => handle.getattr("code").await,
+        None => Ok(pushy::Value::None),
+    };
+    match code {
+        Ok(pushy::Value::None) => ExitCode::SUCCESS,
+        Ok(pushy::Value::Int(code)) => ExitCode::from((code & 0xFF) as u8),
+        Ok(pushy::Value::Bool(code)) => ExitCode::from(u8::from(code)),
+        Ok(_) => {
+            errln!("{}", exception.message);
+            ExitCode::FAILURE
         }
         Err(error) => report(&error),
     }
@@ -341,16 +471,17 @@ async fn serve_command(args: ServeArgs) -> ExitCode {
     };
     let token = match Token::from_flag_or_env(args.token_file.as_deref()) {
         Ok(token) => token,
-        Err(error) => return usage(format!("cannot read the token file: {error}")),
+        Err(error) => return usage(format!("{:#}", anyhow::Error::from(error))),
     };
     if token.is_none() && !args.no_auth {
         return usage(
             "serve needs --token-file FILE (or PUSHY_TOKEN_FILE); --no-auth to accept anyone",
         );
     }
-    if !(args.idle_timeout.is_finite() && args.idle_timeout >= 0.0) {
-        return usage("--idle-timeout must be a non-negative number of seconds");
-    }
+    let idle_timeout = match seconds("--idle-timeout", args.idle_timeout) {
+        Ok(idle_timeout) => idle_timeout,
+        Err(error) => return usage(error),
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match pushy::transport::tls::server_config(cert, key) {
             Ok(tls) => Some(tls),
@@ -362,6 +493,11 @@ async fn serve_command(args: ServeArgs) -> ExitCode {
         Ok(sandbox) => sandbox,
         Err(code) => return code,
     };
+    // A limit no session can start with is a mistake to report now, not
+    // to every client.
+    if let Err(error) = sandbox.check_session(&session) {
+        return usage(error);
+    }
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(listener) => listener,
         Err(error) => return fail(&format!("cannot listen on {}: {error}", args.listen)),
@@ -375,12 +511,11 @@ async fn serve_command(args: ServeArgs) -> ExitCode {
     config.tls = tls;
     config.max_sessions = args.max_sessions.max(1);
     config.session = session;
-    config.idle_timeout =
-        (args.idle_timeout > 0.0).then(|| Duration::from_secs_f64(args.idle_timeout));
-    eprintln!("pushy: listening on {address}");
+    config.idle_timeout = idle_timeout;
+    errln!("pushy: listening on {address}");
     match serve(listener, sandbox, config, shutdown_signal()).await {
         Ok(()) => {
-            eprintln!("pushy: stopped");
+            errln!("pushy: stopped");
             ExitCode::SUCCESS
         }
         Err(error) => fail(&error.to_string()),
@@ -404,8 +539,20 @@ async fn test_command(args: TestArgs) -> ExitCode {
         Err(error) => return usage(format!("cannot read the test paths: {error}")),
     };
     if files.is_empty() {
-        eprintln!("pushy: no test files (test_*.py, *_test.py) found");
+        errln!("pushy: no test files (test_*.py, *_test.py) found");
         return ExitCode::from(5);
+    }
+    // A report that cannot be written is found out before the run, not after.
+    if let Some(path) = &args.junit
+        && let Err(error) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+    {
+        return usage(format!(
+            "cannot write the JUnit report to {}: {error}",
+            path.display()
+        ));
     }
     let mut options = TestOptions::default();
     if let Some(jobs) = args.jobs {
@@ -436,16 +583,29 @@ async fn test_command(args: TestArgs) -> ExitCode {
             .iter()
             .filter(|r| r.outcome.is_failure())
             .count();
-        let status = if failed > 0 { "FAIL" } else { "ok  " };
-        let mut line = format!(
-            "{status} {} ({} tests",
-            report.file.display(),
-            report.results.len()
-        );
-        if failed > 0 {
-            line.push_str(&format!(", {failed} failing"));
-        }
-        line.push(')');
+        // A file that ran but had nothing selected by -k is not listed.
+        let selected_nothing = report.ran && report.results.is_empty() && report.not_run == 0;
+        let mut line = if !report.ran {
+            format!(
+                "--   {} (not run: --fail-fast stopped the run)",
+                report.file.display()
+            )
+        } else {
+            let status = if failed > 0 { "FAIL" } else { "ok  " };
+            let mut line = format!(
+                "{status} {} ({} tests",
+                report.file.display(),
+                report.results.len()
+            );
+            if failed > 0 {
+                line.push_str(&format!(", {failed} failing"));
+            }
+            if report.not_run > 0 {
+                line.push_str(&format!(", {} not run", report.not_run));
+            }
+            line.push(')');
+            line
+        };
         if !report.retried_after.is_empty() {
             line.push_str(&format!(
                 " [retried after: {}]",
@@ -459,7 +619,8 @@ async fn test_command(args: TestArgs) -> ExitCode {
                 }
                 bar.inc(1);
             }
-            None => println!("{line}"),
+            None if selected_nothing => {}
+            None => outln!("{line}"),
         }
     })
     .await;
@@ -476,43 +637,72 @@ async fn test_command(args: TestArgs) -> ExitCode {
         .flat_map(|r| &r.results)
         .filter(|r| r.outcome.is_failure())
     {
-        println!(
+        outln!(
             "\n=== {} :: {} — {}",
             result.file.display(),
             result.name,
             result.outcome.word()
         );
         if !result.message.is_empty() {
-            println!("{}", result.message);
+            outln!("{}", result.message);
         }
         if !result.traceback.is_empty() {
-            print!("{}", result.traceback);
+            out!("{}", result.traceback);
         }
         if !result.stdout.is_empty() {
-            println!("--- captured stdout ---\n{}", result.stdout.trim_end());
+            outln!("--- captured stdout ---\n{}", result.stdout.trim_end());
         }
         if !result.stderr.is_empty() {
-            println!("--- captured stderr ---\n{}", result.stderr.trim_end());
+            outln!("--- captured stderr ---\n{}", result.stderr.trim_end());
         }
     }
+    let mut status = ExitCode::SUCCESS;
     if let Some(path) = &args.junit
         && let Err(error) = std::fs::write(path, junit_xml(&reports))
     {
-        eprintln!("pushy: cannot write {}: {error}", path.display());
+        errln!(
+            "pushy: cannot write the JUnit report to {}: {error}",
+            path.display()
+        );
+        status = ExitCode::FAILURE;
+    }
+    // Files whose targets all died: why, once, where errors go.
+    if let Some(died) = reports
+        .iter()
+        .flat_map(|r| &r.results)
+        .find(|r| r.name == "<targets>")
+    {
+        errln!("pushy: {}", died.message);
     }
     let summary = Summary::of(&reports);
     if summary.errors + summary.timed_out + summary.out_of_memory > 0 {
-        println!(
+        outln!(
             "({} assertion failures, {} errors, {} timed out, {} out of memory)",
-            summary.failed, summary.errors, summary.timed_out, summary.out_of_memory
+            summary.failed,
+            summary.errors,
+            summary.timed_out,
+            summary.out_of_memory
         );
     }
-    println!("{}", summary.line());
-    if summary.failing() > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    if let Some(not_run) = summary.not_run_line() {
+        outln!("(--fail-fast stopped the run: {not_run})");
     }
+    outln!("{}", summary.line());
+    if summary.failing() > 0 {
+        return ExitCode::FAILURE;
+    }
+    if summary.selected == 0 {
+        // pytest's status 5: nothing collected, nothing selected.
+        match &args.pattern {
+            Some(pattern) => errln!(
+                "pushy: no tests selected: -k {pattern:?} matches none of the {} tests collected",
+                summary.collected
+            ),
+            None => errln!("pushy: no tests collected"),
+        }
+        return ExitCode::from(5);
+    }
+    status
 }
 
 async fn shutdown_signal() {
@@ -527,7 +717,7 @@ async fn shutdown_signal() {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("pushy: {message}");
+    errln!("pushy: {message}");
     ExitCode::FAILURE
 }
 
@@ -540,17 +730,18 @@ pub(crate) fn report(error: &Error) -> ExitCode {
             } else {
                 exception.traceback.clone()
             };
-            eprint!("{text}");
-            if exception.is_instance("MemoryError") {
-                eprintln!("pushy: memory limit exceeded (MemoryError)");
+            err!("{text}");
+            if exception.is_instance("MemoryError") && exception.memory_limit_hit {
+                errln!("pushy: memory limit exceeded (MemoryError)");
                 return ExitCode::from(EXIT_LIMIT);
             }
             ExitCode::FAILURE
         }
         Error::TimeLimit { .. } | Error::MemoryLimit { .. } => {
-            eprintln!("pushy: {error}");
+            errln!("pushy: {error}");
             ExitCode::from(EXIT_LIMIT)
         }
+        Error::Exited { status } => ExitCode::from((*status & 0xFF) as u8),
         Error::UnsupportedTarget(_) => usage(error),
         other => fail(&other.to_string()),
     }

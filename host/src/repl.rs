@@ -52,14 +52,14 @@ pub(crate) async fn repl(target: TargetArgs, limits: LimitArgs) -> ExitCode {
     let mut editor = match DefaultEditor::new() {
         Ok(editor) => editor,
         Err(error) => {
-            eprintln!("pushy: cannot start the line editor: {error}");
+            errln!("pushy: cannot start the line editor: {error}");
             return ExitCode::FAILURE;
         }
     };
     if let Some(path) = history_file() {
         let _ = editor.load_history(&path);
     }
-    eprintln!(
+    errln!(
         "Python in a wasmtime sandbox ({}). Ctrl-D exits; Ctrl-C stops a running call.",
         target.target
     );
@@ -76,13 +76,13 @@ pub(crate) async fn repl(target: TargetArgs, limits: LimitArgs) -> ExitCode {
         let line = match line {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
-                eprintln!("KeyboardInterrupt");
+                errln!("KeyboardInterrupt");
                 buffer.clear();
                 continue;
             }
             Err(ReadlineError::Eof) => break ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("pushy: {error}");
+                errln!("pushy: {error}");
                 break ExitCode::FAILURE;
             }
         };
@@ -110,7 +110,7 @@ pub(crate) async fn repl(target: TargetArgs, limits: LimitArgs) -> ExitCode {
                 if error.session_survives() {
                     report(error);
                 } else {
-                    eprintln!(
+                    errln!(
                         "pushy: {error}\npushy: the session's state did not survive; starting a fresh session"
                     );
                     session = match start(&target, &limits).await {

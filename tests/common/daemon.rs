@@ -18,6 +18,8 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, "test-token-0123456789abcdef\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_pushy"))
             .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
             .arg(&token_file)

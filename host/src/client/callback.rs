@@ -130,6 +130,7 @@ fn error_reply(message: String) -> Reply {
         message,
         traceback: String::new(),
         exception: None,
+        memory_limit_hit: false,
     })
 }
 

@@ -21,7 +21,7 @@ use super::value::{EncodeError, Encoding, MAX_DEPTH, encode, split_kwargs};
 use super::{Error, Value};
 use crate::protocol::{
     ClientMessage, Failure, HandleInfo, Kwargs, Node, Op, OutputStream, ReleaseEntry, Reply,
-    ServerMessage, WireValue,
+    RequestedLimits, ServerMessage, WireValue,
 };
 
 static NEXT_CONNECTION_UID: AtomicU64 = AtomicU64::new(1);
@@ -55,6 +55,16 @@ pub struct ConnectionConfig {
     /// Where `ssh:` targets keep pushed binaries, as the remote shell
     /// expands it. Default: `$HOME/.cache/pushy/bin`.
     pub ssh_remote_dir: String,
+    /// What the session's code reads as stdin. Default: [`InputMode::Closed`].
+    pub input: InputMode,
+    /// Limits to ask the host for: each only tightens the host's own (a
+    /// daemon's, or those `host_args` give a `local:`/`ssh:` host; for
+    /// `embedded:`, the sandbox's). Default: none asked.
+    pub limits: RequestedLimits,
+    /// How long the host may take to answer the handshake. Default: `None`,
+    /// meaning 20 s for `daemon:` and 120 s for `local:` and `ssh:` (whose
+    /// host may first compile the sandbox or receive its binary).
+    pub handshake_timeout: Option<Duration>,
 }
 
 impl Default for ConnectionConfig {
@@ -69,8 +79,23 @@ impl Default for ConnectionConfig {
             host_args: Vec::new(),
             ssh_options: Vec::new(),
             ssh_remote_dir: "$HOME/.cache/pushy/bin".to_owned(),
+            input: InputMode::Closed,
+            limits: RequestedLimits::default(),
+            handshake_timeout: None,
         }
     }
+}
+
+/// What the session's code reads as stdin.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InputMode {
+    /// Nothing: reads are at end of input at once.
+    #[default]
+    Closed,
+    /// This process's stdin, streamed as the code reads it (at most 64 KiB
+    /// a read); end of input when it closes.
+    Inherit,
 }
 
 /// Where remote output goes.
@@ -199,13 +224,14 @@ impl Connection {
             return Err(Error::Closed(shared.closed_reason()));
         }
         let result = match wait_briefly(&mut rx, shared.spin).await {
-            Some(result) => result,
-            None => rx.await,
+            Brief::Arrived(result) => Some(result),
+            Brief::Closed => None,
+            Brief::Nothing => rx.await.ok(),
         };
         match result {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(failure)) => Err(failure.into()),
-            Err(_) => Err(Error::Closed(shared.closed_reason())),
+            Some(Ok(reply)) => Ok(reply),
+            Some(Err(failure)) => Err(failure.into()),
+            None => Err(Error::Closed(shared.closed_reason())),
         }
     }
 
@@ -272,9 +298,11 @@ impl Connection {
     }
 
     /// Runs a script as `__main__`; returns its exit status (`SystemExit`).
-    pub async fn run_script(&self, source: &str, filename: &str) -> Result<i32, Error> {
+    /// `source` is the file's bytes, decoded as Python decodes a file (UTF-8,
+    /// a BOM, or a PEP 263 coding cookie).
+    pub async fn run_script(&self, source: impl AsRef<[u8]>, filename: &str) -> Result<i32, Error> {
         self.call_op(Op::RunScript {
-            source: source.to_owned(),
+            source: source.as_ref().to_vec(),
             filename: filename.to_owned(),
         })
         .await?
@@ -587,6 +615,28 @@ impl Shared {
         Ok(kwargs)
     }
 
+    /// Answers the guest's read of stdin, without holding up the dispatcher.
+    fn read_input(self: &Arc<Self>, max: u32) {
+        match self.config.input {
+            InputMode::Closed => {
+                self.send(ClientMessage::Input(Vec::new()));
+            }
+            InputMode::Inherit => {
+                let shared = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut data = vec![0u8; max.clamp(1, 64 * 1024) as usize];
+                    // A read error is the end of input, as for python3.
+                    let got = tokio::io::stdin().read(&mut data).await.unwrap_or(0);
+                    data.truncate(got);
+                    if let Some(shared) = shared.upgrade() {
+                        shared.send(ClientMessage::Input(data));
+                    }
+                });
+            }
+        }
+    }
+
     fn deliver_output(&self, stream: OutputStream, data: Vec<u8>) {
         use std::io::Write;
         let sink = self.output.lock().expect("output lock");
@@ -609,29 +659,36 @@ impl Shared {
     }
 }
 
+/// What [`wait_briefly`] saw.
+enum Brief<T> {
+    Arrived(T),
+    /// The sender was dropped: no reply will come (the receiver must not be
+    /// polled again, it has completed).
+    Closed,
+    /// Nothing yet.
+    Nothing,
+}
+
 /// Polls `rx` for up to `spin`, letting the runtime's other tasks (the
 /// reader, the dispatcher) run and its I/O driver poll between tries; see
-/// [`crate::transport::spin`]. `None`: nothing arrived in time.
-async fn wait_briefly<T>(
-    rx: &mut oneshot::Receiver<T>,
-    spin: Duration,
-) -> Option<Result<T, oneshot::error::RecvError>> {
+/// [`crate::transport::spin`].
+async fn wait_briefly<T>(rx: &mut oneshot::Receiver<T>, spin: Duration) -> Brief<T> {
     if spin.is_zero() {
-        return None;
+        return Brief::Nothing;
     }
-    let _permit = crate::transport::spin::permit()?;
+    let Some(_permit) = crate::transport::spin::permit() else {
+        return Brief::Nothing;
+    };
     let started = std::time::Instant::now();
     loop {
         match rx.try_recv() {
-            Ok(value) => return Some(Ok(value)),
-            Err(oneshot::error::TryRecvError::Closed) => {
-                return Some(rx.await);
-            }
+            Ok(value) => return Brief::Arrived(value),
+            Err(oneshot::error::TryRecvError::Closed) => return Brief::Closed,
             Err(oneshot::error::TryRecvError::Empty) => {}
         }
         let spun = started.elapsed();
         if spun >= spin {
-            return None;
+            return Brief::Nothing;
         }
         if spun >= crate::transport::spin::YIELD_AFTER {
             // A peer sharing this CPU gets to run.
@@ -674,6 +731,7 @@ async fn dispatch(shared: Weak<Shared>, mut inbound: mpsc::UnboundedReceiver<Inb
                 kwargs,
             } => super::callback::run(&shared, call, callback, args, kwargs),
             ServerMessage::ReleaseLocal(entries) => shared.callbacks.release(&entries),
+            ServerMessage::InputRequest { max } => shared.read_input(max),
             ServerMessage::Hello { .. } | ServerMessage::Welcome => {
                 tracing::debug!("handshake message after the handshake; ignored");
             }

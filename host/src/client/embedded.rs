@@ -53,6 +53,7 @@ impl Sandbox {
         session: SessionConfig,
         config: ConnectionConfig,
     ) -> Result<Connection, Error> {
+        let session = session.tightened(&config.limits);
         let (client_tx, session_rx) = mpsc::unbounded_channel();
         let (session_tx, client_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -71,8 +72,8 @@ impl Sandbox {
                         let _ = ready_tx.send(Ok(()));
                         serve_session(&mut instance);
                     }
-                    Err(error) => {
-                        let _ = ready_tx.send(Err(error));
+                    Err(refusal) => {
+                        let _ = ready_tx.send(Err(refusal.error));
                     }
                 }
             })

@@ -23,6 +23,9 @@ pub struct PythonError {
     pub traceback: String,
     /// A handle to the exception object in the sandbox.
     pub exception: Option<RemoteObject>,
+    /// Whether the sandbox's memory limit refused an allocation during the
+    /// call: a `MemoryError` came from the limit, not from the code.
+    pub memory_limit_hit: bool,
 }
 
 impl PythonError {
@@ -83,6 +86,12 @@ pub enum Error {
     SessionTerminated {
         /// Why.
         reason: String,
+    },
+    /// Guest code called `os._exit(status)`; the session ended.
+    #[error("the session's code exited with status {status}")]
+    Exited {
+        /// The status it gave.
+        status: i32,
     },
     /// The call was interrupted; the session was terminated (state lost).
     #[error("interrupted; the session was terminated and its state is lost")]
@@ -150,6 +159,7 @@ impl Error {
             message: info.message,
             traceback: info.traceback,
             exception,
+            memory_limit_hit: info.memory_limit_hit,
         }))
     }
 }
@@ -165,6 +175,7 @@ impl From<Failure> for Error {
             Failure::Terminated { reason } => Error::SessionTerminated { reason },
             Failure::BadRequest(message) => Error::BadArgument(message),
             Failure::Interrupted => Error::Interrupted,
+            Failure::Exited { status } => Error::Exited { status },
         }
     }
 }

@@ -10,7 +10,7 @@ mod target;
 mod value;
 
 pub use callback::{CALLBACK_ERROR_TYPE, CallArgs, Callback};
-pub use connection::{Connection, ConnectionConfig, Modules, OutputChunk, OutputMode};
+pub use connection::{Connection, ConnectionConfig, InputMode, Modules, OutputChunk, OutputMode};
 pub use error::{Error, PythonError};
 pub use iter::RemoteIter;
 pub use object::{DEFAULT_OBTAIN_LIMIT, RemoteObject};

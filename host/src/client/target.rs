@@ -1,9 +1,11 @@
 //! Pushy's target URLs and `connect`.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use super::{Connection, ConnectionConfig, Error};
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::transport::TransportError;
 
 /// Where a session runs, parsed from Pushy's URL syntax.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +38,9 @@ impl std::str::FromStr for Target {
     }
 }
 
+/// How long a daemon may take to accept and answer the handshake.
+const DAEMON_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
 static DEFAULT_SANDBOX: OnceLock<Sandbox> = OnceLock::new();
 
 /// The process-wide sandbox behind `embedded:` (default settings), created
@@ -67,18 +72,29 @@ pub async fn connect_with(target: &str, config: ConnectionConfig) -> Result<Conn
         }
         Target::Local => crate::transport::connect_local(config).await,
         Target::Daemon(address) => {
+            let timeout = config.handshake_timeout.unwrap_or(DAEMON_HANDSHAKE_TIMEOUT);
+            let started = tokio::time::Instant::now();
             let token =
                 crate::transport::auth::Token::from_flag_or_env(config.token_file.as_deref())
-                    .map_err(crate::transport::TransportError::Io)?;
-            let stream = tokio::net::TcpStream::connect(&address)
+                    .map_err(TransportError::from)?;
+            let tls = match &config.tls_ca {
+                Some(ca) => Some(crate::transport::tls::client_config(ca)?),
+                None => None,
+            };
+            let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address))
                 .await
-                .map_err(crate::transport::TransportError::Io)?;
-            stream
-                .set_nodelay(true)
-                .map_err(crate::transport::TransportError::Io)?;
-            if let Some(ca) = &config.tls_ca {
-                use crate::transport::TransportError;
-                let tls = crate::transport::tls::client_config(ca)?;
+                .map_err(|_| {
+                    TransportError::Timeout(format!(
+                        "could not connect to {address} within {} s",
+                        timeout.as_secs_f64()
+                    ))
+                })?
+                .map_err(|e| TransportError::Connect {
+                    address: address.clone(),
+                    source: e,
+                })?;
+            stream.set_nodelay(true).map_err(TransportError::Io)?;
+            if let Some(tls) = tls {
                 let host = address
                     .rsplit_once(':')
                     .map_or(address.as_str(), |(host, _)| host)
@@ -86,15 +102,24 @@ pub async fn connect_with(target: &str, config: ConnectionConfig) -> Result<Conn
                     .trim_end_matches(']');
                 let name = rustls::pki_types::ServerName::try_from(host.to_owned())
                     .map_err(|e| TransportError::Tls(format!("bad server name {host}: {e}")))?;
-                let stream = tokio_rustls::TlsConnector::from(tls)
-                    .connect(name, stream)
+                let connecting = tokio_rustls::TlsConnector::from(tls).connect(name, stream);
+                let stream = tokio::time::timeout(timeout, connecting)
                     .await
+                    .map_err(|_| {
+                        TransportError::Timeout(format!(
+                            "no TLS handshake from {address} within {} s",
+                            timeout.as_secs_f64()
+                        ))
+                    })?
                     .map_err(|e| TransportError::Tls(e.to_string()))?;
                 let (reader, writer) = tokio::io::split(stream);
-                return crate::transport::start_stream(reader, writer, config, token, ()).await;
+                let left = timeout.saturating_sub(started.elapsed());
+                return crate::transport::start_stream(reader, writer, config, token, (), left)
+                    .await;
             }
             let (reader, writer) = stream.into_split();
-            crate::transport::start_stream(reader, writer, config, token, ()).await
+            let left = timeout.saturating_sub(started.elapsed());
+            crate::transport::start_stream(reader, writer, config, token, (), left).await
         }
         Target::Ssh(destination) => crate::transport::connect_ssh(&destination, config).await,
     }

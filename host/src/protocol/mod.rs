@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub mod payload;
 
 /// Version of this protocol; both ends must agree during the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Bit positions of [`HandleInfo::opmask`]: the dunders an object's type has.
 ///
@@ -258,9 +258,11 @@ pub enum Op {
     /// Live entries in the guest's object table.
     TableSize,
     SetArgv(Vec<String>),
-    /// Runs a script as `__main__`; returns its exit status.
+    /// Runs a script as `__main__`; returns its exit status. The source is
+    /// the file's bytes: Python decodes them (a BOM, a PEP 263 coding cookie).
     RunScript {
-        source: String,
+        #[serde(with = "serde_bytes")]
+        source: Vec<u8>,
         filename: String,
     },
 }
@@ -278,6 +280,10 @@ pub struct ErrorInfo {
     pub traceback: String,
     /// A handle to the exception object.
     pub exception: Option<HandleInfo>,
+    /// Whether the session's memory limit refused an allocation during the
+    /// call (a `MemoryError` then came from the limit, not from the code).
+    #[serde(default)]
+    pub memory_limit_hit: bool,
 }
 
 /// What Python made of an operation.
@@ -322,6 +328,12 @@ pub enum Failure {
     /// The local side interrupted the call; the session was terminated.
     #[error("interrupted; the session was terminated (its state is lost)")]
     Interrupted,
+    /// Guest code called `os._exit(status)`: the session ended.
+    #[error("the session's code exited with status {status}")]
+    Exited {
+        /// The status it gave.
+        status: i32,
+    },
 }
 
 /// What the guest gets while it waits on a local callback.
@@ -382,6 +394,25 @@ pub enum ClientMessage {
         /// What the callback returned or raised.
         reply: Reply,
     },
+    /// Answer to [`ServerMessage::InputRequest`]: the next bytes of the
+    /// local side's stdin, at most as many as asked; empty at its end.
+    Input(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The limits the client asks for, sent once in the handshake: after
+    /// `Hello` (and `AuthProof`), before the server's `Welcome`.
+    Limits(RequestedLimits),
+}
+
+/// Limits a client asks the host to apply to its session. Each only
+/// tightens the host's own limit (a client can never loosen one); `None`
+/// asks for nothing.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestedLimits {
+    /// Guest time per call, in milliseconds.
+    pub time_limit_ms: Option<u64>,
+    /// Linear memory of the guest, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Output per call, in bytes.
+    pub output_bytes: Option<u64>,
 }
 
 /// Messages from the host to the local side. `Hello` is variant 0 forever.
@@ -432,4 +463,10 @@ pub enum ServerMessage {
     },
     /// The guest dropped its proxies of these local callbacks.
     ReleaseLocal(Vec<ReleaseEntry>),
+    /// Guest code reads stdin: answer with [`ClientMessage::Input`] of at
+    /// most `max` bytes.
+    InputRequest {
+        /// Most bytes wanted.
+        max: u32,
+    },
 }

@@ -375,7 +375,7 @@ pub(crate) fn with_op_param<R>(op: &wire::Op, call: impl FnOnce(wit::OpParam<'_>
             let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
             call(W::SetArgv(&argv))
         }
-        O::RunScript { source, filename } => call(W::RunScript((source, filename))),
+        O::RunScript { source, filename } => call(W::RunScript((source.as_slice(), filename))),
     }
 }
 
@@ -466,6 +466,7 @@ pub(crate) fn reply_from_wit(reply: wit::Reply) -> wire::Reply {
             message: e.message,
             traceback: e.traceback,
             exception: e.exception.map(handle_from_wit),
+            memory_limit_hit: false,
         }),
     }
 }

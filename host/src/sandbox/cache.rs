@@ -23,14 +23,45 @@ use wasmtime::component::Component;
 
 use super::{SandboxError, boxed};
 
+/// The cache directory: `$PUSHY_CACHE_DIR`, else `$XDG_CACHE_HOME/pushy`,
+/// else `$HOME/.cache/pushy`; a variable that is empty (or, for the last two,
+/// not absolute) counts as unset. Without any, a private directory of this
+/// user's in the temporary directory, if it is safe to use: the cache is
+/// trusted like the binary, so it must never land in the working directory
+/// or in a place others can write.
 pub(super) fn default_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("PUSHY_CACHE_DIR") {
+    let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    if let Some(dir) = var("PUSHY_CACHE_DIR") {
         return Some(PathBuf::from(dir));
     }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(dir).join("pushy"));
+    let absolute =
+        |value: std::ffi::OsString| Some(PathBuf::from(value)).filter(|p| p.is_absolute());
+    if let Some(dir) = var("XDG_CACHE_HOME").and_then(absolute) {
+        return Some(dir.join("pushy"));
     }
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("pushy"))
+    if let Some(home) = var("HOME").and_then(absolute) {
+        return Some(home.join(".cache").join("pushy"));
+    }
+    private_temp_dir()
+}
+
+/// `$TMPDIR/pushy-cache-UID`, created 0700; `None` if it exists but is not
+/// a directory of ours that only we can use.
+fn private_temp_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = rustix::process::getuid().as_raw();
+    let dir = std::env::temp_dir().join(format!("pushy-cache-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    if meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0 {
+        Some(dir)
+    } else {
+        tracing::warn!(
+            dir = %dir.display(),
+            "not a private directory of this user's; compiled code is not cached"
+        );
+        None
+    }
 }
 
 /// Name of the cache file for this component on this engine.

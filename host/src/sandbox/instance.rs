@@ -13,6 +13,15 @@ use crate::protocol::{
     ClientMessage, Failure, Inbound, Op, OutputStream, ReleaseEntry, Reply, ServerMessage,
 };
 
+/// Bytes the guest may hand the host in one call (wasmtime's default is
+/// 128 MiB): a value of the largest payload the guest sends (256 MiB, see
+/// `MAX_VALUE_BYTES` in `guest/pushy_guest/values.py`) and of the most nodes
+/// (`MAX_VALUE_NODES`, 32 bytes each in the canonical ABI) must fit.
+const HOSTCALL_FUEL: usize = (256 << 20) + (4 << 20) * 32 + (16 << 20);
+
+/// Most bytes of stdin asked for in one message.
+const MAX_INPUT_READ: u32 = 64 * 1024;
+
 /// How a session talks to its local side: messages in, messages out.
 ///
 /// The callback trampoline needs to block for the next inbound message while
@@ -49,18 +58,28 @@ pub(crate) struct HostState {
     nested: Vec<Nested>,
     output_limit: usize,
     output_used: usize,
+    /// Whether this call was told its output was cut.
+    output_cut_noticed: bool,
     time_limit: Option<Duration>,
     call_started: Instant,
     /// Time of the current call spent waiting on the local side.
     waited: Duration,
     time_limit_hit: bool,
     interrupted: bool,
+    /// The local side's stdin ended: further reads are at its end at once.
+    input_ended: bool,
+    /// Releases that arrived while the guest was reading stdin.
+    deferred_releases: Vec<ReleaseEntry>,
+    /// The status `os._exit` was called with.
+    exit_status: Option<i32>,
 }
 
 /// Denies growth past the session's memory limit and remembers that it did.
 struct MemoryLimiter {
     limit: usize,
     denied: bool,
+    /// The largest size asked for and denied.
+    largest_denied: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -72,6 +91,7 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.denied = true;
+            self.largest_denied = self.largest_denied.max(desired);
             return Ok(false);
         }
         Ok(true)
@@ -99,11 +119,89 @@ impl WasiView for HostState {
 impl wit::Host for HostState {}
 
 impl HostState {
+    /// The resource table wasmtime-wasi keeps its handles in.
+    pub(super) fn resource_table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// How long the guest may block in a host call before the host looks
+    /// again: at most `slice`, never past the call's deadline. An error (which
+    /// ends the call, like an epoch deadline) when the time is up or the local
+    /// side interrupted or went away.
+    pub(super) fn blocking_slice(&mut self, slice: Duration) -> wasmtime::Result<Duration> {
+        if self.link.poll_interrupt() {
+            self.interrupted = true;
+            return Err(wasmtime::format_err!(
+                "interrupted while blocked in a host call"
+            ));
+        }
+        let Some(limit) = self.time_limit else {
+            return Ok(slice);
+        };
+        let used = self.call_started.elapsed().saturating_sub(self.waited);
+        match limit.checked_sub(used) {
+            Some(left) if !left.is_zero() => Ok(left.min(slice)),
+            _ => {
+                self.time_limit_hit = true;
+                Err(wasmtime::format_err!(
+                    "time limit reached while blocked in a host call"
+                ))
+            }
+        }
+    }
+
     fn send(&mut self, message: ServerMessage) -> wasmtime::Result<()> {
         if self.link.send(message) {
             Ok(())
         } else {
             Err(wasmtime::format_err!("the local side went away"))
+        }
+    }
+
+    /// Bytes of output the current call may still produce.
+    fn output_room(&self) -> usize {
+        self.output_limit.saturating_sub(self.output_used)
+    }
+
+    /// Output was cut: says so, once per call.
+    fn output_cut(&mut self) -> wasmtime::Result<()> {
+        if self.output_cut_noticed {
+            return Ok(());
+        }
+        self.output_cut_noticed = true;
+        self.output_used = self.output_limit;
+        let notice = format!(
+            "\n[pushy: output limit of {} bytes reached; further output of this call discarded]\n",
+            self.output_limit
+        );
+        self.send(ServerMessage::Output {
+            stream: OutputStream::Stderr,
+            data: notice.into_bytes(),
+        })
+    }
+
+    /// An exception's text is output too (the local side prints it): it is
+    /// cut to what the call may still print, the rest said by a notice.
+    fn limit_error_text(&mut self, reply: &mut Reply) {
+        let Reply::Error(info) = reply else {
+            return;
+        };
+        info.memory_limit_hit = self.limiter.denied;
+        let room = self.output_room();
+        let mut cut = false;
+        for text in [&mut info.message, &mut info.traceback] {
+            if text.len() > room {
+                let mut end = room;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+                text.push_str("\n[pushy: cut at the output limit]\n");
+                cut = true;
+            }
+        }
+        if cut {
+            self.output_used = self.output_limit;
         }
     }
 
@@ -130,7 +228,12 @@ impl HostState {
                     self.interrupted = true;
                     return Err(wasmtime::format_err!("interrupted during a callback"));
                 }
-                Some(ClientMessage::Hello { .. } | ClientMessage::AuthProof { .. }) => {
+                Some(
+                    ClientMessage::Hello { .. }
+                    | ClientMessage::AuthProof { .. }
+                    | ClientMessage::Limits(_)
+                    | ClientMessage::Input(_),
+                ) => {
                     tracing::debug!("handshake message inside a session; ignored");
                 }
                 Some(ClientMessage::CallbackReply { call, reply }) => {
@@ -155,24 +258,18 @@ impl host::Host for HostState {
         } else {
             OutputStream::Stdout
         };
-        let room = self.output_limit.saturating_sub(self.output_used);
-        if room == 0 {
+        if data.is_empty() {
             return Ok(());
         }
+        let room = self.output_room();
         let cut = data.len() > room;
         data.truncate(room);
-        self.output_used += data.len();
-        self.send(ServerMessage::Output { stream, data })?;
+        if !data.is_empty() {
+            self.output_used += data.len();
+            self.send(ServerMessage::Output { stream, data })?;
+        }
         if cut {
-            self.output_used = self.output_limit;
-            let notice = format!(
-                "\n[pushy: output limit of {} bytes reached; further output of this call discarded]\n",
-                self.output_limit
-            );
-            self.send(ServerMessage::Output {
-                stream: OutputStream::Stderr,
-                data: notice.into_bytes(),
-            })?;
+            self.output_cut()?;
         }
         Ok(())
     }
@@ -211,6 +308,49 @@ impl host::Host for HostState {
         self.wait_inbound()
     }
 
+    fn read_input(&mut self, max: u32) -> wasmtime::Result<Vec<u8>> {
+        if self.input_ended {
+            return Ok(Vec::new());
+        }
+        let max = max.clamp(1, MAX_INPUT_READ);
+        self.send(ServerMessage::InputRequest { max })?;
+        let started = Instant::now();
+        let data = loop {
+            match self.link.recv() {
+                None => {
+                    return Err(wasmtime::format_err!(
+                        "the local side went away while the guest read stdin"
+                    ));
+                }
+                Some(ClientMessage::Input(mut data)) => {
+                    data.truncate(max as usize);
+                    self.input_ended = data.is_empty();
+                    break data;
+                }
+                Some(ClientMessage::Interrupt) => {
+                    self.interrupted = true;
+                    return Err(wasmtime::format_err!("interrupted while reading stdin"));
+                }
+                Some(ClientMessage::Release(entries)) => self.deferred_releases.extend(entries),
+                Some(ClientMessage::Request { id, .. }) => {
+                    let result = Err(Failure::BadRequest(
+                        "the session is busy: its code is reading stdin".into(),
+                    ));
+                    self.send(ServerMessage::Response { id, result })?;
+                }
+                Some(_) => tracing::debug!("unexpected message while the guest reads stdin"),
+            }
+        };
+        // Like a callback, waiting for the local side is not the guest's time.
+        self.waited += started.elapsed();
+        Ok(data)
+    }
+
+    fn exiting(&mut self, status: i32) -> wasmtime::Result<()> {
+        self.exit_status = Some(status);
+        Ok(())
+    }
+
     fn release_local(&mut self, entries: Vec<wit::ReleaseEntry>) -> wasmtime::Result<()> {
         let entries = entries
             .into_iter()
@@ -220,6 +360,25 @@ impl host::Host for HostState {
             })
             .collect();
         self.send(ServerMessage::ReleaseLocal(entries))
+    }
+}
+
+/// An instance that could not be created, and the link it would have used
+/// (so that the local side can be told why).
+pub(crate) struct Refusal {
+    pub(crate) error: SandboxError,
+    pub(crate) link: Box<dyn SessionLink>,
+}
+
+/// A session link that is never used: for checking that a session can start.
+pub(crate) struct NoLink;
+
+impl SessionLink for NoLink {
+    fn recv(&mut self) -> Option<ClientMessage> {
+        None
+    }
+    fn send(&mut self, _message: ServerMessage) -> bool {
+        false
     }
 }
 
@@ -238,23 +397,35 @@ impl Instance {
         pre: &AgentPre<HostState>,
         config: &SessionConfig,
         link: Box<dyn SessionLink>,
-    ) -> Result<Self, SandboxError> {
+    ) -> Result<Self, Refusal> {
         let mut wasi = WasiCtxBuilder::new();
         // No environment, no arguments, no network: only what is asked for.
         wasi.allow_ip_name_lookup(false)
             .allow_tcp(false)
             .allow_udp(false);
+        if let Err(error) = super::mounts::check(&config.mounts) {
+            return Err(Refusal {
+                error: error.into(),
+                link,
+            });
+        }
         for mount in &config.mounts {
             let (dir_perms, file_perms) = if mount.read_only {
                 (DirPerms::READ, FilePerms::READ)
             } else {
                 (DirPerms::all(), FilePerms::all())
             };
-            wasi.preopened_dir(&mount.host, &mount.guest, dir_perms, file_perms)
-                .map_err(|e| MountError::Open {
+            if let Err(error) = wasi.preopened_dir(&mount.host, &mount.guest, dir_perms, file_perms)
+            {
+                let error = MountError::Open {
                     path: mount.host.clone(),
-                    source: boxed(e),
-                })?;
+                    source: boxed(error),
+                };
+                return Err(Refusal {
+                    error: error.into(),
+                    link,
+                });
+            }
         }
         let state = HostState {
             wasi: wasi.build(),
@@ -262,6 +433,7 @@ impl Instance {
             limiter: MemoryLimiter {
                 limit: config.memory_limit,
                 denied: false,
+                largest_denied: 0,
             },
             link,
             callbacks: Vec::new(),
@@ -269,14 +441,19 @@ impl Instance {
             nested: Vec::new(),
             output_limit: config.output_limit,
             output_used: 0,
+            output_cut_noticed: false,
             time_limit: config.time_limit,
             call_started: Instant::now(),
             waited: Duration::ZERO,
             time_limit_hit: false,
             interrupted: false,
+            input_ended: false,
+            deferred_releases: Vec::new(),
+            exit_status: None,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
             if state.link.poll_interrupt() {
@@ -294,9 +471,24 @@ impl Instance {
         });
         store.set_epoch_deadline(1);
         let started = Instant::now();
-        let agent = pre
-            .instantiate(&mut store)
-            .map_err(|e| SandboxError::Instantiate(boxed(e)))?;
+        let agent = match pre.instantiate(&mut store) {
+            Ok(agent) => agent,
+            Err(error) => {
+                let state = store.into_data();
+                let error = if state.limiter.denied {
+                    SandboxError::MemoryTooSmall {
+                        limit_mib: config.memory_limit >> 20,
+                        needed_mib: state.limiter.largest_denied.div_ceil(1 << 20),
+                    }
+                } else {
+                    SandboxError::Instantiate(boxed(error))
+                };
+                return Err(Refusal {
+                    error,
+                    link: state.link,
+                });
+            }
+        };
         tracing::debug!(elapsed = ?started.elapsed(), "instantiated");
         Ok(Instance {
             store,
@@ -304,6 +496,11 @@ impl Instance {
             memory_limit: config.memory_limit,
             dead: None,
         })
+    }
+
+    /// Releases that arrived while the guest read stdin, to apply now.
+    pub(crate) fn take_deferred_releases(&mut self) -> Vec<ReleaseEntry> {
+        std::mem::take(&mut self.store.data_mut().deferred_releases)
     }
 
     /// Whether the instance trapped and can no longer be used.
@@ -327,13 +524,19 @@ impl Instance {
         state.call_started = Instant::now();
         state.waited = Duration::ZERO;
         state.output_used = 0;
+        state.output_cut_noticed = false;
         state.callbacks.clear();
         state.nested.clear();
         state.interrupted = false;
+        state.limiter.denied = false;
         self.store.set_epoch_deadline(1);
         let (agent, store) = (&self.agent, &mut self.store);
         match bindings::with_op_param(&op, |op| agent.call_dispatch(&mut *store, op)) {
-            Ok(reply) => Ok(bindings::reply_from_wit(reply)),
+            Ok(reply) => {
+                let mut reply = bindings::reply_from_wit(reply);
+                self.store.data_mut().limit_error_text(&mut reply);
+                Ok(reply)
+            }
             Err(error) => {
                 let failure = self.classify(error);
                 self.dead = Some(failure.to_string());
@@ -355,6 +558,11 @@ impl Instance {
         if state.limiter.denied {
             return Failure::MemoryLimit {
                 limit_bytes: self.memory_limit as u64,
+            };
+        }
+        if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return Failure::Exited {
+                status: state.exit_status.unwrap_or(exit.0),
             };
         }
         let reason = match error.downcast_ref::<wasmtime::Trap>() {

@@ -5,6 +5,7 @@
 //! `Store` and instance, with its own limits.
 
 mod bindings;
+mod blocking;
 mod cache;
 pub mod heap;
 mod instance;
@@ -26,8 +27,11 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-pub(crate) use instance::{Instance, SessionLink};
-pub use mounts::{Mount, MountError};
+use crate::protocol::RequestedLimits;
+
+use instance::NoLink;
+pub(crate) use instance::{Instance, Refusal, SessionLink};
+pub use mounts::{Mount, MountError, check as check_mounts};
 pub(crate) use serve::serve_session;
 
 use bindings::AgentPre;
@@ -62,6 +66,17 @@ pub enum SandboxError {
     /// A new instance could not be created.
     #[error("failed to instantiate the guest component")]
     Instantiate(#[source] BoxError),
+    /// The memory limit is below what the sandbox needs to start.
+    #[error(
+        "a memory limit of {limit_mib} MiB is too small to start the sandbox \
+         (it needs at least {needed_mib} MiB)"
+    )]
+    MemoryTooSmall {
+        /// The limit asked for, in MiB.
+        limit_mib: usize,
+        /// What the sandbox tried to allocate, in MiB.
+        needed_mib: usize,
+    },
     /// A `--dir` mount was invalid.
     #[error(transparent)]
     Mount(#[from] MountError),
@@ -129,6 +144,27 @@ impl Default for SessionConfig {
     }
 }
 
+impl SessionConfig {
+    /// These limits, tightened by what a client asked for: each limit is the
+    /// smaller of the two, so a client can never loosen one.
+    pub fn tightened(&self, asked: &RequestedLimits) -> SessionConfig {
+        let mut config = self.clone();
+        if let Some(ms) = asked.time_limit_ms {
+            let asked = Duration::from_millis(ms);
+            config.time_limit = Some(config.time_limit.map_or(asked, |own| own.min(asked)));
+        }
+        if let Some(bytes) = asked.memory_bytes {
+            let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+            config.memory_limit = config.memory_limit.min(bytes);
+        }
+        if let Some(bytes) = asked.output_bytes {
+            let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+            config.output_limit = config.output_limit.min(bytes);
+        }
+        config
+    }
+}
+
 /// A compiled sandbox: cheap to clone, shared by many sessions.
 #[derive(Clone)]
 pub struct Sandbox {
@@ -176,6 +212,7 @@ impl Sandbox {
         )?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| blocking::add_to_linker(&mut linker))
             .map_err(|e| SandboxError::Link(boxed(e)))?;
         bindings::Agent::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| SandboxError::Link(boxed(e)))?;
@@ -210,8 +247,16 @@ impl Sandbox {
         &self,
         config: &SessionConfig,
         link: Box<dyn SessionLink>,
-    ) -> Result<Instance, SandboxError> {
+    ) -> Result<Instance, Refusal> {
         Instance::new(&self.inner.engine, &self.inner.pre, config, link)
+    }
+
+    /// Checks that a session with `config` can start (its memory limit is
+    /// large enough, its mounts open), by starting and dropping one.
+    pub fn check_session(&self, config: &SessionConfig) -> Result<(), SandboxError> {
+        self.instantiate(config, Box::new(NoLink))
+            .map(drop)
+            .map_err(|refusal| refusal.error)
     }
 }
 

@@ -16,6 +16,17 @@ pub enum MountError {
     /// The guest path must be absolute.
     #[error("invalid mount '{0}': the guest path must start with '/'")]
     GuestPath(String),
+    /// The mode after the guest path is neither `ro` nor `rw`.
+    #[error("invalid mount '{spec}': unknown mode '{mode}' (ro or rw)")]
+    Mode {
+        /// The whole specification.
+        spec: String,
+        /// The mode given.
+        mode: String,
+    },
+    /// Two mounts at the same guest path.
+    #[error("two mounts at the guest path '{0}'")]
+    Duplicate(String),
     /// The host directory could not be opened.
     #[error("cannot mount '{path}'")]
     Open {
@@ -42,12 +53,23 @@ impl FromStr for Mount {
     type Err = MountError;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let (rest, read_only) = if let Some(rest) = spec.strip_suffix(":ro") {
-            (rest, true)
-        } else if let Some(rest) = spec.strip_suffix(":rw") {
-            (rest, false)
-        } else {
-            (spec, false)
+        // HOST:GUEST or HOST:GUEST:MODE; a guest path is absolute, so a last
+        // part that is not is the mode (or a relative guest path).
+        let (rest, read_only) = match spec.rsplit_once(':') {
+            Some((rest, last)) if !last.starts_with('/') && rest.contains(':') => {
+                let read_only = match last {
+                    "ro" => true,
+                    "rw" => false,
+                    mode => {
+                        return Err(MountError::Mode {
+                            spec: spec.to_owned(),
+                            mode: mode.to_owned(),
+                        });
+                    }
+                };
+                (rest, read_only)
+            }
+            _ => (spec, false),
         };
         let (host, guest) = rest
             .rsplit_once(':')
@@ -66,9 +88,37 @@ impl FromStr for Mount {
     }
 }
 
+/// Checks that no two mounts share a guest path.
+pub fn check(mounts: &[Mount]) -> Result<(), MountError> {
+    let mut seen = std::collections::HashSet::new();
+    for mount in mounts {
+        let guest = mount.guest.trim_end_matches('/');
+        if !seen.insert(if guest.is_empty() { "/" } else { guest }) {
+            return Err(MountError::Duplicate(mount.guest.clone()));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_unknown_modes_and_duplicate_guest_paths() {
+        assert!(matches!(
+            "/tmp/x:/x:RO".parse::<Mount>(),
+            Err(MountError::Mode { mode, .. }) if mode == "RO"
+        ));
+        let a: Mount = "/tmp/a:/data".parse().unwrap();
+        let b: Mount = "/tmp/b:/data/:ro".parse().unwrap();
+        assert!(matches!(
+            check(&[a.clone(), b]),
+            Err(MountError::Duplicate(_))
+        ));
+        let c: Mount = "/tmp/c:/other".parse().unwrap();
+        assert!(check(&[a, c]).is_ok());
+    }
 
     #[test]
     fn parses_read_only_and_read_write() {

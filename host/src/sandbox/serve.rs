@@ -15,6 +15,10 @@ pub(crate) fn serve_session(instance: &mut Instance) {
                 if !instance.link().send(ServerMessage::Response { id, result }) {
                     break;
                 }
+                let deferred = instance.take_deferred_releases();
+                if !deferred.is_empty() && !instance.is_dead() {
+                    let _ = instance.dispatch(Op::Release(deferred));
+                }
             }
             ClientMessage::Release(entries) => {
                 if !instance.is_dead() {
@@ -28,7 +32,9 @@ pub(crate) fn serve_session(instance: &mut Instance) {
             // Nothing runs: nothing to interrupt. A repeated handshake is ignored.
             ClientMessage::Interrupt
             | ClientMessage::Hello { .. }
-            | ClientMessage::AuthProof { .. } => {}
+            | ClientMessage::AuthProof { .. }
+            | ClientMessage::Limits(_)
+            | ClientMessage::Input(_) => {}
         }
     }
 }

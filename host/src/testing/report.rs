@@ -77,12 +77,28 @@ pub struct Summary {
     pub timed_out: usize,
     /// Tests past the memory limit.
     pub out_of_memory: usize,
+    /// Files that never ran (`--fail-fast` stopped the run first).
+    pub files_not_run: usize,
+    /// Selected tests of files that did run that `--fail-fast` kept from running.
+    pub tests_not_run: usize,
+    /// Tests selected: run, or kept from running by `--fail-fast`.
+    pub selected: usize,
+    /// Tests collected before `-k` selected (files that never ran not counted).
+    pub collected: usize,
 }
 
 impl Summary {
     /// Counts the results of `reports`.
     pub fn of(reports: &[FileReport]) -> Summary {
         let mut summary = Summary::default();
+        for report in reports {
+            if !report.ran {
+                summary.files_not_run += 1;
+            }
+            summary.tests_not_run += report.not_run;
+            summary.selected += report.results.len() + report.not_run;
+            summary.collected += report.collected;
+        }
         for result in reports.iter().flat_map(|r| &r.results) {
             match result.outcome {
                 Outcome::Passed => summary.passed += 1,
@@ -101,6 +117,19 @@ impl Summary {
         self.failed + self.errors + self.timed_out + self.out_of_memory
     }
 
+    /// What `--fail-fast` kept from running, when it did: `N files and N
+    /// tests not run` (only the parts that are not zero).
+    pub fn not_run_line(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.files_not_run > 0 {
+            parts.push(plural(self.files_not_run, "file"));
+        }
+        if self.tests_not_run > 0 {
+            parts.push(plural(self.tests_not_run, "test"));
+        }
+        (!parts.is_empty()).then(|| format!("{} not run", parts.join(" and ")))
+    }
+
     /// `N passed, N failed` (`, N skipped` when any): the line CI reads.
     pub fn line(&self) -> String {
         let mut line = format!("{} passed, {} failed", self.passed, self.failing());
@@ -108,6 +137,14 @@ impl Summary {
             let _ = write!(line, ", {} skipped", self.skipped);
         }
         line
+    }
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
     }
 }
 
@@ -140,7 +177,7 @@ pub fn junit_xml(reports: &[FileReport]) -> String {
         total.errors + total.timed_out + total.out_of_memory,
         total.skipped
     );
-    for report in reports {
+    for report in reports.iter().filter(|r| r.ran) {
         let summary = Summary::of(std::slice::from_ref(report));
         let seconds: f64 = report.results.iter().map(|r| r.seconds).sum();
         let file = report.file.display().to_string();
@@ -213,7 +250,7 @@ mod tests {
             errors: 1,
             skipped: 2,
             timed_out: 1,
-            out_of_memory: 0,
+            ..Default::default()
         };
         assert_eq!(summary.line(), "3 passed, 3 failed, 2 skipped");
         assert_eq!(
@@ -225,5 +262,15 @@ mod tests {
             "1 passed, 0 failed"
         );
         assert_eq!(escape("a<b & \"c\"\u{1}"), "a&lt;b &amp; &quot;c&quot;?");
+        assert_eq!(summary.not_run_line(), None);
+        let stopped = Summary {
+            files_not_run: 3,
+            tests_not_run: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            stopped.not_run_line().as_deref(),
+            Some("3 files and 1 test not run")
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! the targets; a target that dies has its unfinished files retried on the
 //! others.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,8 +54,28 @@ pub struct FileReport {
     pub target: String,
     /// Targets that died while running it (it was retried elsewhere).
     pub retried_after: Vec<String>,
-    /// Its tests' results.
+    /// Its tests' results (and those of fixtures that failed to tear down).
     pub results: Vec<TestResult>,
+    /// Whether it ran at all: false when `--fail-fast` stopped the run first.
+    pub ran: bool,
+    /// Its selected tests that did not run because `--fail-fast` stopped the run.
+    pub not_run: usize,
+    /// Tests it has before `-k` selects (1 for a script).
+    pub collected: usize,
+}
+
+impl FileReport {
+    fn new(file: PathBuf, retried_after: Vec<String>) -> FileReport {
+        FileReport {
+            file,
+            target: String::new(),
+            retried_after,
+            results: Vec::new(),
+            ran: true,
+            not_run: 0,
+            collected: 0,
+        }
+    }
 }
 
 /// A target that stopped answering: the file goes back in the queue.
@@ -63,7 +83,8 @@ struct TargetDied(String);
 
 struct Shared {
     queue: Mutex<VecDeque<(PathBuf, Vec<String>)>>,
-    dead: Mutex<HashSet<String>>,
+    /// Targets that died, with the last error seen on each.
+    dead: Mutex<HashMap<String, String>>,
     stop: AtomicBool,
     options: TestOptions,
     sandbox: Option<Sandbox>,
@@ -94,7 +115,7 @@ pub async fn run_suite(
     };
     let shared = Arc::new(Shared {
         queue: Mutex::new(files.into_iter().map(|f| (f, Vec::new())).collect()),
-        dead: Mutex::new(HashSet::new()),
+        dead: Mutex::new(HashMap::new()),
         stop: AtomicBool::new(false),
         options,
         sandbox,
@@ -107,6 +128,14 @@ pub async fn run_suite(
     drop(tx);
     let mut reports = Vec::new();
     while let Some(report) = rx.recv().await {
+        on_file(&report);
+        reports.push(report);
+    }
+    // What `--fail-fast` left in the queue never ran.
+    let left: Vec<_> = shared.queue.lock().expect("queue").drain(..).collect();
+    for (file, retried_after) in left {
+        let mut report = FileReport::new(file, retried_after);
+        report.ran = false;
         on_file(&report);
         reports.push(report);
     }
@@ -125,51 +154,63 @@ async fn work(shared: Arc<Shared>, worker: usize, reports: mpsc::UnboundedSender
         };
         let alive: Vec<&String> = {
             let dead = shared.dead.lock().expect("dead");
-            targets.iter().filter(|t| !dead.contains(*t)).collect()
+            targets.iter().filter(|t| !dead.contains_key(*t)).collect()
         };
         let Some(target) = alive
             .get(worker % alive.len().max(1))
             .map(|t| t.to_string())
         else {
-            let result = file_error(
-                &file,
+            let mut report = FileReport::new(file, retried_after);
+            report.results = vec![file_error(
+                &report.file,
                 "<targets>",
                 Outcome::Error,
-                "every target died".into(),
-            );
-            let _ = reports.send(FileReport {
-                file,
-                target: String::new(),
-                retried_after,
-                results: vec![result],
-            });
+                every_target_died(&targets, &shared.dead.lock().expect("dead")),
+            )];
+            let _ = reports.send(report);
             continue;
         };
-        match run_file(&shared, &file, &target).await {
-            Ok(results) => {
-                if shared.options.fail_fast && results.iter().any(|r| r.outcome.is_failure()) {
+        let mut report = FileReport::new(file, retried_after);
+        match run_file(&shared, &mut report, &target).await {
+            Ok(()) => {
+                if shared.options.fail_fast && report.results.iter().any(|r| r.outcome.is_failure())
+                {
                     shared.stop.store(true, Ordering::Relaxed);
                 }
-                let _ = reports.send(FileReport {
-                    file,
-                    target,
-                    retried_after,
-                    results,
-                });
+                report.target = target;
+                let _ = reports.send(report);
             }
             Err(TargetDied(reason)) => {
                 tracing::warn!(%target, %reason, "target died; retrying its files on the others");
-                shared.dead.lock().expect("dead").insert(target.clone());
-                let mut retried_after = retried_after;
+                let mut retried_after = report.retried_after;
                 retried_after.push(format!("{target} ({reason})"));
+                shared
+                    .dead
+                    .lock()
+                    .expect("dead")
+                    .insert(target.clone(), reason);
                 shared
                     .queue
                     .lock()
                     .expect("queue")
-                    .push_front((file, retried_after));
+                    .push_front((report.file, retried_after));
             }
         }
     }
+}
+
+/// `every target died: T1: why; T2: why`, each with the last error seen.
+fn every_target_died(targets: &[String], dead: &HashMap<String, String>) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let reasons: Vec<String> = targets
+        .iter()
+        .filter(|t| seen.insert(t.as_str()))
+        .map(|t| match dead.get(t) {
+            Some(reason) => format!("{t}: {reason}"),
+            None => format!("{t}: unknown"),
+        })
+        .collect();
+    format!("every target died: {}", reasons.join("; "))
 }
 
 fn file_error(file: &Path, name: &str, outcome: Outcome, message: String) -> TestResult {
@@ -183,6 +224,21 @@ fn file_error(file: &Path, name: &str, outcome: Outcome, message: String) -> Tes
         stderr: String::new(),
         seconds: 0.0,
     }
+}
+
+/// The error and what caused it (`cannot connect to ADDR: Connection refused`).
+fn with_causes(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        let line = inner.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// Errors that mean the target, not the test, is gone.
@@ -240,21 +296,92 @@ async fn load(session: &Session, source: &str, file: &Path, module: &str) -> Res
         .await
 }
 
+/// One `(name, outcome, message, traceback, stdout, stderr, seconds)` from the guest.
+fn guest_result(file: &Path, value: &Value) -> TestResult {
+    let Value::Tuple(parts) = value else {
+        return file_error(
+            file,
+            "<runner>",
+            Outcome::Error,
+            format!("unexpected {value:?}"),
+        );
+    };
+    let outcome = match text(parts.get(1)).as_str() {
+        "passed" => Outcome::Passed,
+        "failed" => Outcome::Failed,
+        "skipped" => Outcome::Skipped,
+        "memory" => Outcome::OutOfMemory,
+        _ => Outcome::Error,
+    };
+    TestResult {
+        file: file.to_owned(),
+        name: text(parts.first()),
+        outcome,
+        message: text(parts.get(2)),
+        traceback: text(parts.get(3)),
+        stdout: text(parts.get(4)),
+        stderr: text(parts.get(5)),
+        seconds: parts
+            .get(6)
+            .and_then(|v| v.extract::<f64>().ok())
+            .unwrap_or(0.0),
+    }
+}
+
+/// The results a `run` call (at least one) or a `finish` call (maybe none)
+/// gave: a tuple of results.
+fn guest_results(file: &Path, name: &str, value: &Value, at_least: usize) -> Vec<TestResult> {
+    match value {
+        Value::Tuple(results) if results.len() >= at_least => {
+            results.iter().map(|r| guest_result(file, r)).collect()
+        }
+        other => vec![file_error(
+            file,
+            name,
+            Outcome::Error,
+            format!("unexpected {other:?}"),
+        )],
+    }
+}
+
+/// A fresh session with the file loaded again, after a test ended the last one.
+async fn reload(
+    shared: &Shared,
+    target: &str,
+    source: &str,
+    file: &Path,
+    module: &str,
+) -> Result<Session, Error> {
+    let fresh = open(shared, target).await?;
+    load(&fresh, source, file, module).await?;
+    Ok(fresh)
+}
+
+/// Runs one file into `report`: its selected tests one call each, then the
+/// teardown of what is still set up.
 async fn run_file(
     shared: &Shared,
-    file: &Path,
+    report: &mut FileReport,
     target: &str,
-) -> Result<Vec<TestResult>, TargetDied> {
-    let died = |e: Error| TargetDied(e.to_string());
+) -> Result<(), TargetDied> {
+    let died = |e: Error| TargetDied(with_causes(&e));
+    let file = report.file.clone();
+    let file = file.as_path();
+    let stopped = || shared.stop.load(Ordering::Relaxed);
+    if stopped() {
+        report.ran = false;
+        return Ok(());
+    }
     let source = match std::fs::read_to_string(file) {
         Ok(source) => source,
         Err(e) => {
-            return Ok(vec![file_error(
+            report.results.push(file_error(
                 file,
                 "<file>",
                 Outcome::Error,
                 format!("cannot read: {e}"),
-            )]);
+            ));
+            return Ok(());
         }
     };
     let module = file
@@ -264,21 +391,23 @@ async fn run_file(
     let loaded = match load(&session, &source, file, &module).await {
         Ok(Value::Tuple(parts)) => parts,
         Ok(other) => {
-            return Ok(vec![file_error(
+            report.results.push(file_error(
                 file,
                 "<module>",
                 Outcome::Error,
                 format!("unexpected {other:?}"),
-            )]);
+            ));
+            return Ok(());
         }
         Err(e) if target_gone(&e) => return Err(died(e)),
         Err(e) => {
-            return Ok(vec![file_error(
+            report.results.push(file_error(
                 file,
                 "<module>",
                 fatal_outcome(&e),
                 e.to_string(),
-            )]);
+            ));
+            return Ok(());
         }
     };
     let kind = text(loaded.first());
@@ -292,8 +421,9 @@ async fn run_file(
     };
     match kind.as_str() {
         "script" => {
+            report.collected = 1;
             if !matches("<script>") {
-                return Ok(Vec::new());
+                return Ok(());
             }
             let status = match loaded.get(1) {
                 Some(Value::Int(status)) => *status,
@@ -315,7 +445,8 @@ async fn run_file(
             );
             result.stdout = out;
             result.stderr = err;
-            return Ok(vec![result]);
+            report.results.push(result);
+            return Ok(());
         }
         "error" => {
             let mut result = file_error(
@@ -334,81 +465,86 @@ async fn run_file(
                 .to_owned();
             result.stdout = out;
             result.stderr = err;
-            return Ok(vec![result]);
+            report.results.push(result);
+            return Ok(());
         }
         _ => {}
     }
-    let names: Vec<String> = match loaded.get(1) {
-        Some(Value::Tuple(names)) => names
-            .iter()
-            .map(|n| text(Some(n)))
-            .filter(|n| matches(n))
-            .collect(),
+    let all: Vec<String> = match loaded.get(1) {
+        Some(Value::Tuple(names)) => names.iter().map(|n| text(Some(n))).collect(),
         _ => Vec::new(),
     };
-    let mut results = Vec::with_capacity(names.len());
-    for name in names {
-        if shared.stop.load(Ordering::Relaxed) {
+    report.collected = all.len();
+    let names: Vec<String> = all.into_iter().filter(|n| matches(n)).collect();
+    // Whether `session` has run tests whose fixtures may still be set up.
+    let mut started = false;
+    for (index, name) in names.iter().enumerate() {
+        if stopped() {
+            report.not_run = names.len() - index;
+            if index == 0 {
+                report.ran = false;
+            }
             break;
         }
-        let result = match session.runner.call_method("run", &(name.as_str(),)).await {
-            Ok(Value::Tuple(parts)) if parts.len() == 6 => {
-                let outcome = match text(parts.first()).as_str() {
-                    "passed" => Outcome::Passed,
-                    "failed" => Outcome::Failed,
-                    "skipped" => Outcome::Skipped,
-                    "memory" => Outcome::OutOfMemory,
-                    _ => Outcome::Error,
-                };
-                TestResult {
-                    file: file.to_owned(),
-                    name,
-                    outcome,
-                    message: text(parts.get(1)),
-                    traceback: text(parts.get(2)),
-                    stdout: text(parts.get(3)),
-                    stderr: text(parts.get(4)),
-                    seconds: parts
-                        .get(5)
-                        .and_then(|v| v.extract::<f64>().ok())
-                        .unwrap_or(0.0),
-                }
-            }
-            Ok(other) => file_error(file, &name, Outcome::Error, format!("unexpected {other:?}")),
+        started = true;
+        let before = report.results.len();
+        match session.runner.call_method("run", &(name.as_str(),)).await {
+            Ok(value) => report.results.extend(guest_results(file, name, &value, 1)),
             Err(e) if target_gone(&e) => return Err(died(e)),
             Err(e) => {
-                let result = file_error(file, &name, fatal_outcome(&e), e.to_string());
+                report
+                    .results
+                    .push(file_error(file, name, fatal_outcome(&e), e.to_string()));
                 if !e.session_survives() {
                     // The session is gone with the test: the next test gets a
-                    // fresh one with the file loaded again.
-                    let reopened = match open(shared, target).await {
-                        Ok(fresh) => load(&fresh, &source, file, &module).await.map(|_| fresh),
-                        Err(e) => Err(e),
-                    };
-                    match reopened {
+                    // fresh one with the file loaded again (its fixtures are
+                    // set up again before it runs).
+                    started = false;
+                    if index + 1 == names.len() {
+                        break;
+                    }
+                    match reload(shared, target, &source, file, &module).await {
                         Ok(fresh) => session = fresh,
                         Err(e) if target_gone(&e) => return Err(died(e)),
                         Err(e) => {
                             // The file's remaining tests cannot run; say why.
-                            results.push(result);
-                            results.push(file_error(
+                            report.results.push(file_error(
                                 file,
                                 "<module>",
                                 Outcome::Error,
-                                format!("cannot reload: {e}"),
+                                format!(
+                                    "cannot reload: {e}; {} tests did not run",
+                                    names.len() - index - 1
+                                ),
                             ));
                             break;
                         }
                     }
                 }
-                result
             }
-        };
-        let failed = result.outcome.is_failure();
-        results.push(result);
-        if failed && shared.options.fail_fast {
+        }
+        if shared.options.fail_fast
+            && report.results[before..]
+                .iter()
+                .any(|r| r.outcome.is_failure())
+        {
             shared.stop.store(true, Ordering::Relaxed);
         }
     }
-    Ok(results)
+    if started {
+        // tearDownClass / tearDownModule of what is still set up.
+        match session.runner.call_method("finish", &()).await {
+            Ok(value) => report
+                .results
+                .extend(guest_results(file, "<teardown>", &value, 0)),
+            Err(e) if target_gone(&e) => return Err(died(e)),
+            Err(e) => report.results.push(file_error(
+                file,
+                "<teardown>",
+                fatal_outcome(&e),
+                e.to_string(),
+            )),
+        }
+    }
+    Ok(())
 }

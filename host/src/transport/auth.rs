@@ -13,6 +13,17 @@ pub const TOKEN_FILE_ENV: &str = "PUSHY_TOKEN_FILE";
 /// Length of a challenge.
 pub const CHALLENGE_LEN: usize = 32;
 
+/// A token file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the token file {}", path.display())]
+pub struct TokenError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// A shared secret, read from a file.
 #[derive(Clone)]
 pub struct Token(Vec<u8>);
@@ -24,21 +35,35 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
-    /// Reads a token file (surrounding whitespace is ignored).
-    pub fn from_file(path: &Path) -> std::io::Result<Token> {
-        let text = std::fs::read(path)?;
+    /// Reads a token file (surrounding whitespace is ignored). A file that
+    /// others may read is accepted with a warning: it is a secret.
+    pub fn from_file(path: &Path) -> Result<Token, TokenError> {
+        let fail = |source| TokenError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = std::fs::read(path).map_err(fail)?;
         let trimmed = text.trim_ascii();
         if trimmed.len() < 16 {
-            return Err(std::io::Error::new(
+            return Err(fail(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("{}: a token must have at least 16 bytes", path.display()),
-            ));
+                "a token must have at least 16 bytes",
+            )));
+        }
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the token file can be read by other users; chmod 600 it"
+            );
         }
         Ok(Token(trimmed.to_vec()))
     }
 
     /// The token named by `flag`, else by `$PUSHY_TOKEN_FILE`, else none.
-    pub fn from_flag_or_env(flag: Option<&Path>) -> std::io::Result<Option<Token>> {
+    pub fn from_flag_or_env(flag: Option<&Path>) -> Result<Option<Token>, TokenError> {
         let path = flag
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os(TOKEN_FILE_ENV).map(PathBuf::from));

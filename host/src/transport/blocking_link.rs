@@ -14,7 +14,9 @@ use tokio_util::codec::Decoder;
 
 use super::codec::OutFrames;
 use super::{TransportError, WireCodec};
-use crate::protocol::{CAPABILITIES, ClientMessage, PROTOCOL_VERSION, ServerMessage};
+use crate::protocol::{
+    CAPABILITIES, ClientMessage, PROTOCOL_VERSION, RequestedLimits, ServerMessage,
+};
 use crate::sandbox::SessionLink;
 use crate::transport::auth::{self, Token};
 
@@ -363,8 +365,14 @@ impl<S: LinkStream> BlockingLink<S> {
         Ok(())
     }
 
-    /// The server's side of the handshake; `token` demands authentication.
-    pub(crate) fn accept(&mut self, token: Option<&Token>) -> Result<(), TransportError> {
+    /// The server's side of the handshake up to, not including, `Welcome`
+    /// (sent once the session's instance exists, or a `Refused` saying why
+    /// it could not be made); `token` demands authentication. Returns the
+    /// limits the client asked for.
+    pub(crate) fn accept(
+        &mut self,
+        token: Option<&Token>,
+    ) -> Result<RequestedLimits, TransportError> {
         let refuse = |link: &mut Self, reason: String, error: TransportError| {
             let _ = link.write_message(ServerMessage::Refused { reason });
             Err(error)
@@ -418,7 +426,14 @@ impl<S: LinkStream> BlockingLink<S> {
                 None => return Err(TransportError::PeerGone),
             }
         }
-        self.write_message(ServerMessage::Welcome)
+        match self.read_message()? {
+            Some(ClientMessage::Limits(limits)) => Ok(limits),
+            Some(_) => {
+                let reason = "the handshake did not send its limits".to_owned();
+                refuse(self, reason.clone(), TransportError::Handshake(reason))
+            }
+            None => Err(TransportError::PeerGone),
+        }
     }
 
     /// Refuses the connection after the handshake started (e.g. server full).

@@ -2,7 +2,9 @@
 //! that move frames between the stream and the connection's channels.
 
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -22,6 +24,7 @@ pub(crate) async fn start_stream<R, W, K>(
     config: ConnectionConfig,
     token: Option<Token>,
     keep_alive: K,
+    handshake_timeout: Duration,
 ) -> Result<Connection, Error>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -29,47 +32,19 @@ where
     K: Send + 'static,
 {
     let codec = Codec::new(config.max_frame);
-    let mut frames_in = FramedRead::new(reader, codec.clone());
-    let mut frames_out = FramedWrite::new(writer, codec);
-
-    frames_out
-        .send(ClientMessage::Hello {
-            version: PROTOCOL_VERSION,
-            capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
-        })
-        .await?;
-    let challenge = match next(&mut frames_in).await? {
-        ServerMessage::Hello {
-            version, challenge, ..
-        } if version == PROTOCOL_VERSION => challenge,
-        ServerMessage::Hello { version, .. } => {
-            return Err(TransportError::VersionMismatch {
-                client: PROTOCOL_VERSION,
-                server: version,
-            }
+    let mut frames_out = FramedWrite::new(writer, codec.clone());
+    let handshake = handshake(reader, &mut frames_out, codec, &config, token);
+    let mut frames_in = match tokio::time::timeout(handshake_timeout, handshake).await {
+        Ok(frames_in) => frames_in?,
+        Err(_) => {
+            return Err(TransportError::Timeout(format!(
+                "the host did not complete the handshake within {} s \
+                 (is it a pushy host or daemon?)",
+                handshake_timeout.as_secs_f64()
+            ))
             .into());
         }
-        ServerMessage::Refused { reason } => return Err(refused(reason).into()),
-        other => return Err(TransportError::Handshake(format!("unexpected {other:?}")).into()),
     };
-    if let Some(challenge) = challenge {
-        let token = token.ok_or_else(|| {
-            TransportError::AuthFailed(
-                "the server requires a token (--token-file or PUSHY_TOKEN_FILE)".into(),
-            )
-        })?;
-        frames_out
-            .send(ClientMessage::AuthProof {
-                proof: token.prove(&challenge),
-            })
-            .await?;
-    }
-    match next(&mut frames_in).await? {
-        ServerMessage::Welcome => {}
-        ServerMessage::Refused { reason } => return Err(refused(reason).into()),
-        other => return Err(TransportError::Handshake(format!("unexpected {other:?}")).into()),
-    }
-
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
     let (in_tx, in_rx) = mpsc::unbounded_channel();
     // The writer keeps the encoder and the stream of the handshake.
@@ -124,6 +99,94 @@ where
         }
     });
     Ok(Connection::start(out_tx, in_rx, config))
+}
+
+/// The first bytes of what the host sent, put back in front of the rest.
+type Peeked<R> = tokio::io::Chain<std::io::Cursor<Vec<u8>>, R>;
+
+/// The client's side of the handshake: `Hello`, the proof when the server
+/// wants one, the limits asked for, then `Welcome` (or why not).
+async fn handshake<R, W>(
+    mut reader: R,
+    frames_out: &mut FramedWrite<W, Codec>,
+    codec: Codec,
+    config: &ConnectionConfig,
+    token: Option<Token>,
+) -> Result<FramedRead<Peeked<R>, Codec>, TransportError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    frames_out
+        .send(ClientMessage::Hello {
+            version: PROTOCOL_VERSION,
+            capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+        })
+        .await?;
+    // Before decoding frames, look at what answered: a TLS server or a web
+    // server sends bytes that would read as an absurd frame length.
+    let mut first = vec![0u8; 4];
+    let mut got = 0;
+    while got < first.len() {
+        match reader.read(&mut first[got..]).await? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    first.truncate(got);
+    if let Some(what) = foreign_protocol(&first) {
+        return Err(TransportError::Handshake(what.to_owned()));
+    }
+    let mut frames_in = FramedRead::new(
+        AsyncReadExt::chain(std::io::Cursor::new(first), reader),
+        codec,
+    );
+    let challenge = match next(&mut frames_in).await? {
+        ServerMessage::Hello {
+            version, challenge, ..
+        } if version == PROTOCOL_VERSION => challenge,
+        ServerMessage::Hello { version, .. } => {
+            return Err(TransportError::VersionMismatch {
+                client: PROTOCOL_VERSION,
+                server: version,
+            });
+        }
+        ServerMessage::Refused { reason } => return Err(refused(reason)),
+        other => return Err(TransportError::Handshake(format!("unexpected {other:?}"))),
+    };
+    if let Some(challenge) = challenge {
+        let token = token.ok_or_else(|| {
+            TransportError::AuthFailed(
+                "the server requires a token (--token-file or PUSHY_TOKEN_FILE)".into(),
+            )
+        })?;
+        frames_out
+            .send(ClientMessage::AuthProof {
+                proof: token.prove(&challenge),
+            })
+            .await?;
+    }
+    frames_out
+        .send(ClientMessage::Limits(config.limits))
+        .await?;
+    match next(&mut frames_in).await? {
+        ServerMessage::Welcome => Ok(frames_in),
+        ServerMessage::Refused { reason } => Err(refused(reason)),
+        other => Err(TransportError::Handshake(format!("unexpected {other:?}"))),
+    }
+}
+
+/// Names the protocol the host speaks when its first bytes are not ours.
+fn foreign_protocol(first: &[u8]) -> Option<&'static str> {
+    match first {
+        // A TLS record: handshake (0x16) or alert (0x15), version 3.x.
+        [0x15 | 0x16, 0x03, ..] => {
+            Some("the server speaks TLS: connect with --tls-ca CA.pem (ConnectionConfig::tls_ca)")
+        }
+        [b'H', b'T', b'T', b'P'] => Some("the server speaks HTTP, not the pushy protocol"),
+        [b'S', b'S', b'H', b'-'] => Some("the server is an SSH server: use an ssh: target"),
+        _ => None,
+    }
 }
 
 /// Queued messages are batched into one write up to about this many bytes.

@@ -25,6 +25,18 @@ pub enum TransportError {
     /// Reading or writing the stream failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The token file could not be read.
+    #[error(transparent)]
+    Token(#[from] auth::TokenError),
+    /// The daemon could not be reached.
+    #[error("cannot connect to {address}")]
+    Connect {
+        /// The address dialled.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A frame's length prefix exceeded the limit (checked before allocating).
     #[error("frame larger than the limit of {limit} bytes")]
     FrameTooLarge {

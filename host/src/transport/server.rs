@@ -14,7 +14,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Token;
 use super::{BlockingLink, LinkLimits, LinkStream, Stdio, TransportError};
-use crate::sandbox::{Sandbox, SessionConfig, serve_session};
+use crate::protocol::ServerMessage;
+use crate::sandbox::{Instance, Sandbox, SandboxError, SessionConfig, SessionLink, serve_session};
 
 /// Settings of a daemon.
 #[derive(Clone, Debug)]
@@ -23,7 +24,11 @@ pub struct ServerConfig {
     /// Clients must prove they know this token. `None` lets anyone in.
     pub token: Option<Token>,
     /// Sessions at once; more are refused with a clear message. Default: 64.
+    /// Only authenticated sessions hold one of these slots.
     pub max_sessions: usize,
+    /// Connections still in their handshake at once; more are closed at
+    /// once. Each is cut at `handshake_timeout`. Default: 256.
+    pub max_handshakes: usize,
     /// Limits of every session. Default: [`SessionConfig::default`].
     pub session: SessionConfig,
     /// A session with no message for this long is closed. Default: 15 min.
@@ -44,6 +49,7 @@ impl Default for ServerConfig {
         ServerConfig {
             token: None,
             max_sessions: 64,
+            max_handshakes: 256,
             session: SessionConfig::default(),
             idle_timeout: Some(Duration::from_secs(15 * 60)),
             handshake_timeout: Duration::from_secs(10),
@@ -71,6 +77,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(config.max_sessions));
+    let handshakes = Arc::new(Semaphore::new(config.max_handshakes));
     let live = Arc::new(Live::default());
     let config = Arc::new(config);
     tokio::pin!(shutdown);
@@ -87,8 +94,15 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let permit = slots.clone().try_acquire_owned().ok();
-        if let Err(error) = start_connection(stream, peer, permit, &sandbox, &config, &live) {
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "refused: too many connections in their handshake");
+            continue;
+        };
+        let slots = Slots {
+            handshake,
+            sessions: slots.clone(),
+        };
+        if let Err(error) = start_connection(stream, peer, slots, &sandbox, &config, &live) {
             tracing::warn!(%peer, %error, "could not start a session");
         }
     }
@@ -103,10 +117,17 @@ pub async fn serve(
     Ok(())
 }
 
+/// What a connection may take: it holds `handshake` until the handshake
+/// ends, then needs one of `sessions`.
+struct Slots {
+    handshake: OwnedSemaphorePermit,
+    sessions: Arc<Semaphore>,
+}
+
 fn start_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    permit: Option<OwnedSemaphorePermit>,
+    slots: Slots,
     sandbox: &Sandbox,
     config: &Arc<ServerConfig>,
     live: &Arc<Live>,
@@ -114,6 +135,9 @@ fn start_connection(
     stream.set_nodelay(true)?;
     let stream = stream.into_std()?;
     stream.set_nonblocking(false)?;
+    // A client that stops reading must not hold its session (and slot)
+    // forever in a blocked write.
+    stream.set_write_timeout(Some(config.frame_timeout))?;
     let id = live.next.fetch_add(1, Ordering::Relaxed);
     live.sockets
         .lock()
@@ -126,13 +150,13 @@ fn start_connection(
         .stack_size(stack)
         .spawn(move || {
             match config.tls.clone() {
-                None => run_connection(stream, peer, permit, &sandbox, &config),
+                None => run_connection(stream, peer, slots, &sandbox, &config),
                 Some(tls) => {
                     // A backstop: rustls reads inside its own handshake, where
                     // our poll-based timeouts cannot reach.
                     let _ = stream.set_read_timeout(Some(config.handshake_timeout));
                     match super::tls::TlsServerStream::new(tls, stream) {
-                        Ok(stream) => run_connection(stream, peer, permit, &sandbox, &config),
+                        Ok(stream) => run_connection(stream, peer, slots, &sandbox, &config),
                         Err(error) => tracing::warn!(%peer, %error, "TLS setup failed"),
                     }
                 }
@@ -145,7 +169,7 @@ fn start_connection(
 fn run_connection<S: LinkStream + 'static>(
     stream: S,
     peer: SocketAddr,
-    permit: Option<OwnedSemaphorePermit>,
+    slots: Slots,
     sandbox: &Sandbox,
     config: &ServerConfig,
 ) {
@@ -157,9 +181,21 @@ fn run_connection<S: LinkStream + 'static>(
             max_frame: config.max_frame,
         },
     );
-    let Some(permit) = permit else {
-        // Answer the Hello, then say why, so the client can tell the user.
-        let _ = link.read_message();
+    let asked = match link.accept(config.token.as_ref()) {
+        Ok(asked) => asked,
+        Err(error) => {
+            match error {
+                TransportError::AuthFailed(_) => {
+                    tracing::warn!(%peer, %error, "authentication failed")
+                }
+                _ => tracing::info!(%peer, %error, "handshake failed"),
+            }
+            return;
+        }
+    };
+    drop(slots.handshake);
+    // A slot (and an instance) belongs to an authenticated session only.
+    let Ok(permit) = slots.sessions.try_acquire_owned() else {
         link.refuse(&format!(
             "server busy: the limit of {} sessions is reached",
             config.max_sessions
@@ -167,24 +203,20 @@ fn run_connection<S: LinkStream + 'static>(
         tracing::info!(%peer, "refused: session limit reached");
         return;
     };
-    if let Err(error) = link.accept(config.token.as_ref()) {
-        match error {
-            TransportError::AuthFailed(_) => tracing::warn!(%peer, %error, "authentication failed"),
-            _ => tracing::info!(%peer, %error, "handshake failed"),
-        }
-        return;
-    }
     link.set_limits(LinkLimits {
         idle_timeout: config.idle_timeout,
         frame_timeout: config.frame_timeout,
         max_frame: config.max_frame,
     });
-    tracing::info!(%peer, "session started");
-    match sandbox.instantiate(&config.session, Box::new(link)) {
-        Ok(mut instance) => serve_session(&mut instance),
+    let session = config.session.tightened(&asked);
+    match start_session(sandbox, &session, Box::new(link)) {
+        Ok(mut instance) => {
+            tracing::info!(%peer, "session started");
+            serve_session(&mut instance);
+            tracing::info!(%peer, "session ended");
+        }
         Err(error) => tracing::error!(%peer, %error, "could not create the session's instance"),
     }
-    tracing::info!(%peer, "session ended");
     drop(permit);
     // The session's large buffers are free now: give them back.
     crate::sandbox::heap::return_free_memory();
@@ -211,9 +243,43 @@ pub fn serve_stdio(sandbox: &Sandbox, session: &SessionConfig) -> Result<(), cra
         input: stdin,
         output: std::io::BufWriter::with_capacity(64 * 1024, stdout),
     };
-    let mut link = BlockingLink::new(stdio, LinkLimits::default());
-    link.accept(None)?;
-    let mut instance = sandbox.instantiate(session, Box::new(link))?;
-    serve_session(&mut instance);
-    Ok(())
+    // The session runs on a thread of its own: with the stack the wasm code
+    // needs (the main thread's is smaller), and outside any async runtime
+    // (wasmtime-wasi's blocking calls start one of their own).
+    let (sandbox, session) = (sandbox.clone(), session.clone());
+    std::thread::Builder::new()
+        .name("pushy-session".into())
+        .stack_size(sandbox.session_stack_size())
+        .spawn(move || -> Result<(), crate::Error> {
+            let mut link = BlockingLink::new(stdio, LinkLimits::default());
+            let asked = link.accept(None)?;
+            let session = session.tightened(&asked);
+            let mut instance = start_session(&sandbox, &session, Box::new(link))?;
+            serve_session(&mut instance);
+            Ok(())
+        })
+        .map_err(crate::sandbox::SandboxError::Thread)?
+        .join()
+        .unwrap_or_else(|_| Err(crate::Error::Closed("the session thread panicked".into())))
+}
+
+/// Creates the session's instance after a successful handshake and welcomes
+/// the client, or tells it why no session could be made.
+fn start_session(
+    sandbox: &Sandbox,
+    session: &SessionConfig,
+    link: Box<dyn SessionLink>,
+) -> Result<Instance, SandboxError> {
+    match sandbox.instantiate(session, link) {
+        Ok(mut instance) => {
+            instance.link().send(ServerMessage::Welcome);
+            Ok(instance)
+        }
+        Err(mut refusal) => {
+            refusal.link.send(ServerMessage::Refused {
+                reason: refusal.error.to_string(),
+            });
+            Err(refusal.error)
+        }
+    }
 }

@@ -8,6 +8,10 @@ use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
 use super::{TransportError, start_stream};
+
+/// A spawned host may first compile the sandbox (seconds) or, over `ssh:`,
+/// receive its binary.
+const SPAWNED_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 use crate::client::{Connection, ConnectionConfig, Error};
 
 /// Environment variable naming the `pushy` program to start.
@@ -53,7 +57,10 @@ pub(crate) async fn connect_local(config: ConnectionConfig) -> Result<Connection
     let stdout = child.stdout.take().expect("piped");
     widen_pipe(&stdin);
     widen_pipe(&stdout);
-    start_stream(stdout, stdin, config, None, child).await
+    let timeout = config
+        .handshake_timeout
+        .unwrap_or(SPAWNED_HANDSHAKE_TIMEOUT);
+    start_stream(stdout, stdin, config, None, child, timeout).await
 }
 
 /// Pipe capacity asked for: 16× Linux's default 64 KiB, so a large value
@@ -186,7 +193,10 @@ pub(crate) async fn connect_ssh(
         .map_err(|e| spawn_error("ssh", e))?;
     let stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
-    start_stream(stdout, stdin, config, None, child).await
+    let timeout = config
+        .handshake_timeout
+        .unwrap_or(SPAWNED_HANDSHAKE_TIMEOUT);
+    start_stream(stdout, stdin, config, None, child, timeout).await
 }
 
 async fn push_binary(

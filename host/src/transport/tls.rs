@@ -53,6 +53,13 @@ pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, TransportEr
             .add(cert)
             .map_err(|e| tls_error("unusable certificate in", ca, e))?;
     }
+    if roots.is_empty() {
+        return Err(tls_error(
+            "no certificate in",
+            ca,
+            "no PEM certificate found",
+        ));
+    }
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TransportError::Tls(e.to_string()))?
