@@ -290,3 +290,51 @@ async fn sigterm_stops_a_daemon_whose_session_sleeps() -> anyhow::Result<()> {
     assert!(!err.session_survives(), "{err:?}");
     Ok(())
 }
+
+/// A server that completes the handshake, reads one request and hangs up:
+/// the client must report the closed connection, never panic (its brief
+/// wait for the reply once polled a completed channel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_closes_right_after_a_request_is_an_error_not_a_panic() -> anyhow::Result<()>
+{
+    use futures::{SinkExt, StreamExt};
+    use pushy::protocol::{ClientMessage, PROTOCOL_VERSION, ServerMessage};
+    use tokio_util::codec::Framed;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        for _ in 0..20 {
+            let (socket, _) = listener.accept().await.unwrap();
+            let codec = pushy::transport::WireCodec::<ClientMessage, ServerMessage>::new(1 << 20);
+            let mut framed = Framed::new(socket, codec);
+            assert!(matches!(
+                framed.next().await,
+                Some(Ok(ClientMessage::Hello { .. }))
+            ));
+            let hello = ServerMessage::Hello {
+                version: PROTOCOL_VERSION,
+                capabilities: Vec::new(),
+                challenge: None,
+            };
+            framed.send(hello).await.unwrap();
+            assert!(matches!(
+                framed.next().await,
+                Some(Ok(ClientMessage::Limits(_)))
+            ));
+            framed.send(ServerMessage::Welcome).await.unwrap();
+            assert!(matches!(
+                framed.next().await,
+                Some(Ok(ClientMessage::Request { .. }))
+            ));
+            drop(framed);
+        }
+    });
+    for _ in 0..20 {
+        let con = pushy::connect_with(&format!("daemon:{address}"), Default::default()).await?;
+        let err = con.eval("1").await.unwrap_err();
+        assert!(matches!(err, Error::Closed(_)), "{err:?}");
+        assert!(err.to_string().contains("closed"), "{err}");
+    }
+    server.await?;
+    Ok(())
+}

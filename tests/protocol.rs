@@ -85,6 +85,7 @@ impl Raw {
         self.send(ClientMessage::AuthProof {
             proof: token.prove(&challenge),
         });
+        self.send(ClientMessage::Limits(Default::default()));
         assert_eq!(self.recv(), Some(ServerMessage::Welcome));
     }
 }

@@ -272,6 +272,13 @@ async fn interrupt_stops_a_running_call_and_says_the_state_is_lost() -> anyhow::
 
 /// A self-signed certificate for 127.0.0.1 and localhost, made with openssl.
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    self_signed_with(dir, "basicConstraints=critical,CA:FALSE")
+}
+
+fn self_signed_with(
+    dir: &std::path::Path,
+    constraints: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let status = std::process::Command::new("openssl")
         .args([
@@ -291,7 +298,7 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
             "-addext",
             "subjectAltName=DNS:localhost,IP:127.0.0.1",
         ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", constraints])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -323,7 +330,8 @@ async fn daemon_speaks_tls_when_asked() -> anyhow::Result<()> {
         pushy::connect_with(&daemon.url(), daemon.config()),
     )
     .await?;
-    assert!(plain.is_err());
+    let err = plain.unwrap_err();
+    assert!(err.to_string().contains("the server speaks TLS"), "{err}");
     // A client that trusts another CA refuses the server.
     let other = tempfile::tempdir()?;
     let (other_cert, _) = self_signed(other.path());
@@ -370,4 +378,36 @@ async fn a_daemon_client_that_vanishes_mid_call_frees_its_session() -> anyhow::R
             Err(e) => panic!("the session was not freed: {e}"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_self_signed_certificate_marked_as_a_ca_is_trusted_as_itself() -> anyhow::Result<()> {
+    // `openssl req -x509` marks its certificate as a CA by default.
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = self_signed_with(dir.path(), "basicConstraints=critical,CA:TRUE");
+    let daemon = Daemon::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let mut config = daemon.config();
+    config.tls_ca = Some(cert.clone());
+    let con = pushy::connect_with(&daemon.url(), config.clone()).await?;
+    assert_eq!(con.eval("6 * 7").await?.extract::<i64>()?, 42);
+    // Trusted as itself, not as any certificate: another one is still refused.
+    let other = tempfile::tempdir()?;
+    let (other_cert, _) = self_signed_with(other.path(), "basicConstraints=critical,CA:TRUE");
+    config.tls_ca = Some(other_cert);
+    let err = pushy::connect_with(&daemon.url(), config)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport(pushy::transport::TransportError::Tls(_))
+        ),
+        "{err:?}"
+    );
+    Ok(())
 }
