@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
@@ -134,6 +134,24 @@ async fn a_client_may_tighten_the_daemons_limits_but_never_loosen_them() -> anyh
     Ok(())
 }
 
+/// `pushy COMMAND FLAGS --target DAEMON --token-file F ARG`.
+fn pushy_on(daemon: &Daemon, command: &str, flags: &[&str], arg: &std::path::Path) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_pushy"))
+        .arg(command)
+        .args(flags)
+        .args(["--target", &daemon.url(), "--token-file"])
+        .arg(&daemon.token_file)
+        .arg(arg)
+        .output()
+        .unwrap();
+    assert!(
+        !text(&out.stderr).contains("panicked at"),
+        "{}",
+        text(&out.stderr)
+    );
+    out
+}
+
 #[test]
 fn limits_given_to_the_cli_travel_to_the_daemon_and_dir_is_refused() {
     let daemon = Daemon::start(&["--timeout", "60"]);
@@ -141,42 +159,19 @@ fn limits_given_to_the_cli_travel_to_the_daemon_and_dir_is_refused() {
     let script = dir.path().join("sleep.py");
     std::fs::write(&script, "import time\ntime.sleep(30)\n").unwrap();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_pushy"))
-        .args([
-            "run",
-            "--timeout",
-            "1",
-            "--target",
-            &daemon.url(),
-            "--token-file",
-        ])
-        .arg(&daemon.token_file)
-        .arg(&script)
-        .output()
-        .unwrap();
+    let out = pushy_on(&daemon, "run", &["--timeout", "1"], &script);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(started.elapsed() < Duration::from_secs(10));
     let mount = format!("{}:/data", dir.path().display());
-    let out = Command::new(env!("CARGO_BIN_EXE_pushy"))
-        .args([
-            "run",
-            "--dir",
-            &mount,
-            "--target",
-            &daemon.url(),
-            "--token-file",
-        ])
-        .arg(&daemon.token_file)
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("--dir cannot be used with a daemon"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("panicked at"), "{stderr}");
+    for command in ["run", "test"] {
+        let out = pushy_on(&daemon, command, &["--dir", &mount], &script);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("--dir cannot be used with a daemon"),
+            "{command}: {stderr}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -530,10 +530,18 @@ async fn test_command(args: TestArgs) -> ExitCode {
         Err(error) => return usage(error),
     };
     for target in &args.targets {
-        if let Err(error) = target.parse::<pushy::Target>() {
+        let checked = target
+            .parse::<pushy::Target>()
+            .map_err(anyhow::Error::from)
+            .and_then(|target| args.limits.check_target(&target));
+        if let Err(error) = checked {
             return usage(error);
         }
     }
+    let requested = match args.limits.requested() {
+        Ok(requested) => requested,
+        Err(error) => return usage(error),
+    };
     let files = match discover(&args.paths) {
         Ok(files) => files,
         Err(error) => return usage(format!("cannot read the test paths: {error}")),
@@ -567,6 +575,7 @@ async fn test_command(args: TestArgs) -> ExitCode {
     options.connection.token_file = args.token_file.clone();
     options.connection.tls_ca = args.tls_ca.clone();
     options.connection.host_args = args.limits.host_args();
+    options.connection.limits = requested;
 
     let total = files.len() as u64;
     let bar = std::io::stderr().is_terminal().then(|| {
