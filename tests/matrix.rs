@@ -1,117 +1,12 @@
 //! What a script does, run by the `pushy` binary over every target:
-//! `embedded:`, `local:` and an authenticated `daemon:`. One matrix, so that a
-//! transport-specific failure cannot hide behind the embedded path; every run
-//! fails if its stderr shows a Rust panic.
+//! `embedded:`, `local:` and an authenticated `daemon:` (`common::matrix`).
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::Daemon;
-
-/// The targets, with the flags each needs. The daemon lives as long as this.
-struct Matrix {
-    daemon: Daemon,
-}
-
-impl Matrix {
-    fn new() -> Matrix {
-        Matrix::with_daemon(&[])
-    }
-
-    /// A daemon started with `flags` (its own limits and mounts).
-    fn with_daemon(flags: &[&str]) -> Matrix {
-        Matrix {
-            daemon: Daemon::start(flags),
-        }
-    }
-
-    /// (name, flags selecting the target).
-    fn targets(&self) -> Vec<(&'static str, Vec<String>)> {
-        vec![
-            ("embedded", vec!["--target".into(), "embedded:".into()]),
-            ("local", vec!["--target".into(), "local:".into()]),
-            (
-                "daemon",
-                vec![
-                    "--target".into(),
-                    self.daemon.url(),
-                    "--token-file".into(),
-                    self.daemon.token_file.display().to_string(),
-                ],
-            ),
-        ]
-    }
-}
-
-/// `pushy COMMAND [target flags] ARGS...` with `stdin` as its input.
-fn pushy(command: &str, target: &[String], args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pushy"))
-        .arg(command)
-        .args(target)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pushy");
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let out = child.wait_with_output().expect("wait for pushy");
-    writer.join().unwrap();
-    no_panic(&out);
-    out
-}
-
-fn no_panic(out: &Output) {
-    let stderr = text(&out.stderr);
-    assert!(!stderr.contains("panicked at"), "a Rust panic:\n{stderr}");
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn script(source: &[u8]) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new()
-        .suffix(".py")
-        .tempfile()
-        .expect("temp file");
-    file.write_all(source).expect("write script");
-    file
-}
-
-/// Runs `source` as a script on every target; `check` gets each outcome.
-fn run_everywhere(
-    matrix: &Matrix,
-    flags: &[&str],
-    source: &str,
-    stdin: &[u8],
-    check: impl Fn(&str, &Output),
-) {
-    let file = script(source.as_bytes());
-    for (name, target) in matrix.targets() {
-        let mut args = flags.to_vec();
-        args.push(file.path().to_str().unwrap());
-        let out = pushy("run", &target, &args, stdin);
-        check(name, &out);
-    }
-}
-
-fn assert_status(name: &str, out: &Output, status: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(status),
-        "{name}: stdout {:?}\nstderr {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
+use common::matrix::{Matrix, assert_status, no_panic, pushy, run_everywhere, script, text};
 
 #[test]
 fn blocking_calls_work_on_every_target() {
@@ -513,5 +408,121 @@ fn a_memory_limit_too_small_to_start_says_the_minimum() {
             stderr.contains("too small to start the sandbox (it needs at least"),
             "{name}: {stderr}"
         );
+    }
+}
+
+#[test]
+fn the_example_prints_and_exits_zero() {
+    let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello.py");
+    let matrix = Matrix::new();
+    for (name, target) in matrix.targets() {
+        let out = pushy("run", &target, &[hello, "--flag", "x"], b"");
+        assert_status(name, &out, 0);
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("Hello from sandboxed Python 3.14"),
+            "{name}: {stdout}"
+        );
+        assert!(stdout.contains("'--flag', 'x'"), "{name}: {stdout}");
+        assert!(
+            stdout.contains(r#"{"squares": [0, 1, 4, 9, 16]}"#),
+            "{name}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn system_exit_sets_the_status() {
+    let matrix = Matrix::new();
+    run_everywhere(
+        &matrix,
+        &[],
+        "import sys\nprint('bye')\nsys.exit(7)\n",
+        b"",
+        |name, out| {
+            assert_status(name, out, 7);
+            assert_eq!(text(&out.stdout), "bye\n", "{name}");
+        },
+    );
+    run_everywhere(
+        &matrix,
+        &[],
+        "raise SystemExit('fatal: message')\n",
+        b"",
+        |name, out| {
+            assert_status(name, out, 1);
+            assert!(text(&out.stderr).contains("fatal: message"), "{name}");
+        },
+    );
+}
+
+#[test]
+fn an_uncaught_exception_exits_one_with_the_traceback() {
+    let matrix = Matrix::new();
+    run_everywhere(
+        &matrix,
+        &[],
+        "def inner():\n    return 1 / 0\n\ninner()\n",
+        b"",
+        |name, out| {
+            assert_status(name, out, 1);
+            let stderr = text(&out.stderr);
+            assert!(
+                stderr.contains("Traceback (most recent call last)"),
+                "{name}: {stderr}"
+            );
+            assert!(stderr.contains("return 1 / 0"), "{name}: {stderr}");
+            assert!(
+                stderr.contains("ZeroDivisionError: division by zero"),
+                "{name}: {stderr}"
+            );
+        },
+    );
+}
+
+#[test]
+fn the_time_limit_exits_three_naming_the_limit() {
+    let matrix = Matrix::new();
+    run_everywhere(
+        &matrix,
+        &["--timeout", "0.5"],
+        "print('start', flush=True)\nwhile True:\n    pass\n",
+        b"",
+        |name, out| {
+            assert_status(name, out, 3);
+            assert_eq!(text(&out.stdout), "start\n", "{name}");
+            assert!(
+                text(&out.stderr).contains("time limit of 0.500 s exceeded"),
+                "{name}"
+            );
+        },
+    );
+}
+
+#[test]
+fn the_memory_limit_exits_three_naming_the_limit() {
+    let matrix = Matrix::new();
+    let source = "data = bytearray(300 * 1024 * 1024)\n";
+    run_everywhere(&matrix, &["--memory", "64"], source, b"", |name, out| {
+        assert_status(name, out, 3);
+        assert!(text(&out.stderr).contains("memory limit"), "{name}");
+    });
+    // The same script fits a larger limit.
+    run_everywhere(&matrix, &["--memory", "512"], source, b"", |name, out| {
+        assert_status(name, out, 0);
+    });
+}
+
+#[test]
+fn eval_prints_the_repr() {
+    let matrix = Matrix::new();
+    for (name, target) in matrix.targets() {
+        let out = pushy("eval", &target, &["[n * n for n in range(4)]"], b"");
+        assert_status(name, &out, 0);
+        assert_eq!(text(&out.stdout), "[0, 1, 4, 9]\n", "{name}");
+        let out = pushy("eval", &target, &["'a' + 'b'"], b"");
+        assert_eq!(text(&out.stdout), "'ab'\n", "{name}");
+        let out = pushy("eval", &target, &["1/0"], b"");
+        assert_status(name, &out, 1);
     }
 }

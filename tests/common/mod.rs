@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod matrix;
 
 use std::sync::OnceLock;
 use std::time::Duration;
