@@ -130,6 +130,8 @@ async fn ssh_pushes_the_binary_once_and_then_works_like_local() -> anyhow::Resul
     let cb = con.callback(|args: pushy::CallArgs| -> Result<usize, String> { Ok(args.args.len()) });
     let apply = con.define("def apply(f):\n    return f(1, 2, 3)").await?;
     assert_eq!(apply.call(&(&cb,)).await?.extract::<usize>()?, 3);
+    // Blocking calls work over ssh: too, and end at the call's time limit.
+    con.execute("import time\ntime.sleep(0.01)").await?;
     con.close().await?;
 
     // Second connection: the copy is there, nothing is pushed again.
@@ -137,6 +139,19 @@ async fn ssh_pushes_the_binary_once_and_then_works_like_local() -> anyhow::Resul
     assert_eq!(again.eval("40 + 2").await?.extract::<i64>()?, 42);
     assert_eq!(pushed_copies(&remote_dir).len(), 1);
     assert_eq!(std::fs::metadata(&copies[0])?.modified()?, pushed_at);
+    let mut limited = config.clone();
+    limited.limits.time_limit_ms = Some(1000);
+    let con = pushy::connect_with(&url, limited).await?;
+    let started = Instant::now();
+    let err = con
+        .execute("import time\ntime.sleep(3600)")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, pushy::Error::TimeLimit { limit_ms: 1000 }),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
 
     // A host that refuses us gives a clear transport error.
     config.ssh_options[1] = sshd.dir.path().join("host_key").display().to_string();
