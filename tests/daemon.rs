@@ -333,3 +333,40 @@ async fn a_server_that_closes_right_after_a_request_is_an_error_not_a_panic() ->
     server.await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_daemon_full_of_handshakes_says_so() -> anyhow::Result<()> {
+    let daemon = Daemon::start(&[]);
+    let idle: Vec<_> = (0..300)
+        .map(|_| TcpStream::connect(&daemon.address))
+        .collect::<Result<_, _>>()?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = pushy::connect_with(&daemon.url(), daemon.config())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("too many connections in their handshake"),
+        "{err}"
+    );
+    drop(idle);
+    Ok(())
+}
+
+#[tokio::test]
+async fn files_a_session_left_open_are_flushed_when_it_ends() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mount = format!("{}:/m", dir.path().display());
+    let daemon = Daemon::start(&["--dir", &mount]);
+    let con = pushy::connect_with(&daemon.url(), daemon.config()).await?;
+    con.execute("f = open('/m/left-open.txt', 'w')\nf.write('kept')")
+        .await?;
+    con.close().await?;
+    let path = dir.path().join("left-open.txt");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read(&path)? != b"kept" {
+        assert!(Instant::now() < deadline, "never flushed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

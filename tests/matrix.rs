@@ -526,3 +526,146 @@ fn eval_prints_the_repr() {
         assert_status(name, &out, 1);
     }
 }
+
+#[test]
+fn files_left_open_keep_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = format!("{}:/m", dir.path().display());
+    let matrix = Matrix::with_daemon(&["--dir", &mount]);
+    let file = script(
+        b"f = open('/m/a.txt', 'w')\nf.write('A')\ng = open('/m/b.bin', 'wb')\ng.write(b'B')\nraise SystemExit(0)\n",
+    );
+    for (name, target) in matrix.targets() {
+        let mut args = vec![];
+        if name != "daemon" {
+            args.extend(["--dir", &mount]);
+        }
+        args.push(file.path().to_str().unwrap());
+        let out = pushy("run", &target, &args, b"");
+        assert_status(name, &out, 0);
+        assert_eq!(
+            std::fs::read(dir.path().join("a.txt")).unwrap(),
+            b"A",
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("b.bin")).unwrap(),
+            b"B",
+            "{name}"
+        );
+        std::fs::remove_file(dir.path().join("a.txt")).unwrap();
+        std::fs::remove_file(dir.path().join("b.bin")).unwrap();
+    }
+}
+
+#[test]
+fn output_that_cannot_be_written_fails_the_run() {
+    let matrix = Matrix::new();
+    let file = script(b"print('x' * 100)\n");
+    let endless = script(b"while True:\n    print('y' * 1000)\n");
+    for (name, target) in matrix.targets() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_pushy"))
+            .arg("run")
+            .args(&target)
+            .arg(file.path())
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        no_panic(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert!(
+            text(&out.stderr).contains("cannot write the session's output"),
+            "{name}"
+        );
+        // A closed pipe stops an endless printer at once, not at its time limit.
+        let started = Instant::now();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "'{}' run --timeout 60 {} '{}' | head -c1 >/dev/null",
+                env!("CARGO_BIN_EXE_pushy"),
+                target.join(" "),
+                endless.path().display()
+            ))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        no_panic(&out);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn more_exit_statuses_match_python3() {
+    let matrix = Matrix::new();
+    for (source, status) in [
+        ("import sys\nsys.exit(2 ** 70)\n", 255),
+        ("raise KeyboardInterrupt\n", 130),
+        ("import os\nos.abort()\n", 134),
+        (
+            "try:\n    bytearray(600 << 20)\nexcept MemoryError:\n    pass\nraise MemoryError('mine')\n",
+            1,
+        ),
+        ("print('\\ud800')\n", 1),
+    ] {
+        run_everywhere(&matrix, &[], source, b"", |name, out| {
+            assert_status(name, out, status);
+        });
+    }
+}
+
+#[test]
+fn eval_prints_any_repr_within_the_output_limit() {
+    let matrix = Matrix::new();
+    for (name, target) in matrix.targets() {
+        let out = pushy(
+            "eval",
+            &target,
+            &["[type('X', (), {'__repr__': lambda s: '<\\ud800>'})()]"],
+            b"",
+        );
+        assert_status(name, &out, 0);
+        assert_eq!(text(&out.stdout), "[<\\ud800>]\n", "{name}");
+        let out = pushy(
+            "eval",
+            &target,
+            &["--output-limit", "1", "'x' * (3 << 20)"],
+            b"",
+        );
+        assert_status(name, &out, 0);
+        assert_eq!(out.stdout.len(), 1 << 20, "{name}");
+        assert!(
+            text(&out.stderr).contains("output limit of 1048576 bytes"),
+            "{name}"
+        );
+        let out = pushy("eval", &target, &["-1"], b"");
+        assert_eq!(text(&out.stdout), "-1\n", "{name}");
+    }
+}
+
+#[test]
+fn stdin_and_queues_behave_as_under_python3() {
+    let matrix = Matrix::new();
+    let source = "\
+import queue, sys, time
+print(repr(input()), sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno())
+started = time.monotonic()
+try:
+    queue.SimpleQueue().get(timeout=0.3)
+except queue.Empty:
+    print('empty', time.monotonic() - started >= 0.3)
+";
+    run_everywhere(&matrix, &[], source, b"a\r\n", |name, out| {
+        assert_status(name, out, 0);
+        assert_eq!(text(&out.stdout), "'a\\r' 0 1 2\nempty True\n", "{name}");
+    });
+}

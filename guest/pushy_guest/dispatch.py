@@ -28,7 +28,7 @@ from wit_world.imports.types import (
     Op_Compare, Op_Contains, Op_Define, Op_DelAttr, Op_DelItem, Op_Dir,
     Op_Eval, Op_Execute, Op_GetAttr, Op_GetItem, Op_Hash, Op_ImportModule,
     Op_Iter, Op_Len, Op_Next, Op_Obtain, Op_Ping, Op_Release, Op_Repr,
-    Op_RunScript, Op_SetArgv, Op_SetAttr, Op_SetItem, Op_Str, Op_TableSize,
+    Op_RunScript, Op_SetArgv, Op_SetAttr, Op_SetItem, Op_Shutdown, Op_Str, Op_TableSize,
     Op_Truth, Op_Unary, Reply_Error, Reply_Ok, UnaryOp,
 )
 from wit_world.imports.types import Node_Int
@@ -135,6 +135,7 @@ class Session:
             Op_TableSize: lambda op: len(self.table),
             Op_SetArgv: self._set_argv,
             Op_RunScript: self._run_script,
+            Op_Shutdown: lambda op: _shut_down(),
         }
 
     # -- the one entry point ------------------------------------------------
@@ -335,24 +336,38 @@ class Session:
                 return _exit_status(exit_request.code)
             return 0
         finally:
-            _run_atexit()
+            _shut_down()
 
 
 def _exit_status(code: Any) -> int:
+    """The status python3 exits with for `SystemExit(code)`: an int as the
+    OS takes it (its low byte; one beyond a C long is -1, so 255), None 0,
+    anything else printed to stderr and 1."""
     if code is None:
         return 0
     if isinstance(code, int):
-        return code & 0xFF if code >= 0 else (256 + code) & 0xFF
+        return code & 0xFF if _INT_MIN <= code <= _INT_MAX else 255
     print(code, file=sys.stderr)
     return 1
 
 
-def _run_atexit() -> None:
-    """The script's `atexit` handlers, as at interpreter exit (their errors
-    are printed by atexit itself, as python3 does)."""
+def _shut_down() -> None:
+    """What interpreter exit does for the code: the `atexit` handlers (their
+    errors printed by atexit itself, as python3 does), then every open file
+    flushed (python3 closes them as it tears down; the instance is dropped
+    without that, and buffered writes to a mount would be lost)."""
     import atexit
+    import gc
+    import io
     atexit._run_exitfuncs()
     atexit._clear()
+    for obj in gc.get_objects():
+        if isinstance(obj, (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)):
+            try:
+                if not obj.closed:
+                    obj.flush()
+            except BaseException:  # noqa: BLE001 - one file's failure is not the others'
+                pass
 
 
 def _user_frames(tb: Any) -> Any:
@@ -390,6 +405,18 @@ def _report_exit_status(output: OutputBuffer) -> None:
 
     _exit.__doc__ = wasi_exit.__doc__
     os._exit = posix._exit = _exit
+    wasi_abort = posix.abort
+
+    def abort() -> None:
+        try:
+            output.flush()
+        except BaseException:  # noqa: BLE001 - aborting regardless
+            pass
+        host.exiting(134)  # 128 + SIGABRT, as a shell reports python3's abort
+        wasi_abort()
+
+    abort.__doc__ = wasi_abort.__doc__
+    os.abort = posix.abort = abort
 
 
 def _route_fd_writes(output: OutputBuffer) -> None:

@@ -8,6 +8,7 @@ of every operation.
 
 from __future__ import annotations
 
+import codecs
 import io
 from typing import Callable
 
@@ -79,6 +80,9 @@ class OutputStream(io.TextIOBase):
         self._buffer = buffer
         self._stream = stream
         self._name = name
+        # As python3's: text UTF-8 cannot encode is an error on stdout and
+        # escaped on stderr (so that a traceback always gets out).
+        self._errors = "strict" if stream == 1 else "backslashreplace"
         self.buffer = _BinaryView(buffer, stream)
 
     @property
@@ -91,7 +95,21 @@ class OutputStream(io.TextIOBase):
 
     @property
     def errors(self) -> str:
-        return "backslashreplace"
+        return self._errors
+
+    def fileno(self) -> int:
+        return self._stream
+
+    def reconfigure(self, *, encoding: str | None = None, errors: str | None = None,
+                    newline: str | None = None, line_buffering: bool | None = None,
+                    write_through: bool | None = None) -> None:
+        """Only the error handler can change: the stream is UTF-8 and
+        flushed at each newline already."""
+        if encoding is not None and codecs.lookup(encoding).name != "utf-8":
+            raise ValueError(f"{self._name} is UTF-8 in the sandbox; cannot use {encoding}")
+        if errors is not None:
+            codecs.lookup_error(errors)
+            self._errors = errors
 
     @property
     def line_buffering(self) -> bool:
@@ -109,9 +127,9 @@ class OutputStream(io.TextIOBase):
         if len(text) > _PIECE:
             for start in range(0, len(text), _PIECE):
                 piece = text[start:start + _PIECE]
-                self._buffer.write(self._stream, piece.encode("utf-8", "backslashreplace"), True)
+                self._buffer.write(self._stream, piece.encode("utf-8", self._errors), True)
             return len(text)
-        self._buffer.write(self._stream, text.encode("utf-8", "backslashreplace"), "\n" in text)
+        self._buffer.write(self._stream, text.encode("utf-8", self._errors), "\n" in text)
         return len(text)
 
     def flush(self) -> None:
@@ -134,6 +152,9 @@ class InputRaw(io.RawIOBase):
     def isatty(self) -> bool:
         return False
 
+    def fileno(self) -> int:
+        return 0
+
     def readinto(self, buffer) -> int:  # type: ignore[override]
         size = len(buffer)
         if size == 0:
@@ -147,6 +168,8 @@ class InputRaw(io.RawIOBase):
 def input_stream(read: Callable[[int], bytes], before_read: Callable[[], None]) -> io.TextIOWrapper:
     """`sys.stdin`: text over `InputRaw`, decoded as UTF-8."""
     raw = InputRaw(read, before_read)
-    stream = io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", errors="strict")
+    # newline="\n", as python3's stdin: a "\r\n" line keeps its "\r".
+    stream = io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", errors="strict",
+                              newline="\n")
     stream.mode = "r"
     return stream

@@ -73,8 +73,12 @@ def install() -> None:
     """New locks made by `threading`, `_thread` and code that uses them are
     `Lock`s (locks made before, in the snapshot, are never waited on)."""
     import _thread
+    import queue
     import threading
     _thread.allocate_lock = Lock
     _thread.LockType = Lock
     threading.Lock = Lock
     threading._allocate_lock = Lock
+    # The C SimpleQueue's timed get returns at once; the pure-Python one
+    # waits on a threading.Semaphore, and so on these locks.
+    queue.SimpleQueue = queue._PySimpleQueue

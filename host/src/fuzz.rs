@@ -158,6 +158,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         Just(Op::Ping),
         Just(Op::TableSize),
+        Just(Op::Shutdown),
         seeds.prop_map(|s| Op::Eval(s.to_owned())),
         name.prop_map(Op::ImportModule),
         (target.clone(), name).prop_map(|(target, name)| Op::GetAttr { target, name }),

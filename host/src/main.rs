@@ -155,6 +155,7 @@ struct EvalArgs {
     #[command(flatten)]
     limits: LimitArgs,
     /// A Python expression.
+    #[arg(allow_hyphen_values = true)]
     expression: String,
 }
 
@@ -295,7 +296,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match command {
             Command::Run(args) => run(args).await,
             Command::Eval(args) => eval(args).await,
@@ -304,7 +305,10 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve_command(args).await,
             Command::Test(args) => test_command(args).await,
         }
-    })
+    });
+    // A read of stdin for a session that has ended must not keep us here.
+    runtime.shutdown_background();
+    code
 }
 
 /// A size flag in MiB, in bytes.
@@ -360,6 +364,7 @@ async fn connect_with_input(
     limits.check_target(&parsed).map_err(usage)?;
     let mut config = ConnectionConfig::default();
     config.input = input;
+    config.stop_on_output_error = true;
     if parsed == pushy::Target::Embedded {
         let sandbox = sandbox_with(session.clone())?;
         return sandbox
@@ -399,7 +404,11 @@ async fn run(args: RunArgs) -> ExitCode {
     if let Err(error) = con.set_argv(&argv).await {
         return report(&error);
     }
-    match con.run_script(&source, &filename).await {
+    let result = con.run_script(&source, &filename).await;
+    if let Some(error) = output_failed(&con) {
+        return error;
+    }
+    match result {
         Ok(status) => ExitCode::from(status.clamp(0, 255) as u8),
         Err(error) => report(&error),
     }
@@ -410,24 +419,71 @@ async fn eval(args: EvalArgs) -> ExitCode {
         Ok(con) => con,
         Err(code) => return code,
     };
-    let result = match con.eval(&args.expression).await {
-        Ok(pushy::Value::Object(object)) => object.repr().await,
-        Ok(value) => match con.define("def __pushy_repr(v):\n    return repr(v)").await {
-            Ok(repr) => repr.call(&(value,)).await.and_then(|v| v.extract()),
+    // The repr as text UTF-8 can carry, whatever the object's __repr__ returns.
+    const REPR: &str = "def __pushy_repr(v):\n    \
+        return repr(v).encode('utf-8', 'backslashreplace').decode('utf-8')";
+    let result = match con.define(REPR).await {
+        Ok(repr) => match con.eval(&args.expression).await {
+            Ok(value) => repr
+                .call(&(value,))
+                .await
+                .and_then(|v| v.extract::<String>()),
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
     };
     match result {
-        Ok(text) => {
-            outln!("{text}");
-            ExitCode::SUCCESS
+        Ok(mut text) => {
+            // The value is printed here, so the output limit is applied here.
+            let limit = args
+                .limits
+                .output_limit
+                .unwrap_or(64)
+                .saturating_mul(1 << 20);
+            let cut = text.len() > limit;
+            if cut {
+                let mut end = limit;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            use std::io::Write as _;
+            if !cut {
+                text.push('\n');
+            }
+            let mut stdout = std::io::stdout().lock();
+            let written = stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush());
+            drop(stdout);
+            if cut {
+                errln!(
+                    "\n[pushy: output limit of {limit} bytes reached; the rest of the value was not printed]"
+                );
+            }
+            if let Err(error) = written {
+                errln!("pushy: cannot write the value: {error}");
+                return ExitCode::FAILURE;
+            }
+            output_failed(&con).unwrap_or(ExitCode::SUCCESS)
         }
         Err(Error::Python(exception)) if exception.is_instance("SystemExit") => {
             exit_status(&exception).await
         }
         Err(error) => report(&error),
     }
+}
+
+/// Output that could not be written is a failure, as for python3 (whose
+/// print raises, and whose final flush makes it exit 1 or 120).
+fn output_failed(con: &Connection) -> Option<ExitCode> {
+    let kind = con.output_error()?;
+    errln!(
+        "pushy: cannot write the session's output: {}",
+        std::io::Error::from(kind)
+    );
+    Some(ExitCode::FAILURE)
 }
 
 /// The exit status a `SystemExit` asks for, as python3 computes it: its
@@ -440,6 +496,8 @@ async fn exit_status(exception: &pushy::PythonError) -> ExitCode {
     match code {
         Ok(pushy::Value::None) => ExitCode::SUCCESS,
         Ok(pushy::Value::Int(code)) => ExitCode::from((code & 0xFF) as u8),
+        // Beyond a C long: python3 exits with -1.
+        Ok(pushy::Value::BigInt(_)) => ExitCode::from(255),
         Ok(pushy::Value::Bool(code)) => ExitCode::from(u8::from(code)),
         Ok(_) => {
             errln!("{}", exception.message);
@@ -725,6 +783,22 @@ async fn shutdown_signal() {
     }
 }
 
+/// An error and its causes, `: `-separated (a mount's or a token file's
+/// reason included).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn fail(message: &str) -> ExitCode {
     errln!("pushy: {message}");
     ExitCode::FAILURE
@@ -744,6 +818,10 @@ pub(crate) fn report(error: &Error) -> ExitCode {
                 errln!("pushy: memory limit exceeded (MemoryError)");
                 return ExitCode::from(EXIT_LIMIT);
             }
+            if exception.is_instance("KeyboardInterrupt") {
+                // python3 dies of the SIGINT it re-raises: the shell says 130.
+                return ExitCode::from(130);
+            }
             ExitCode::FAILURE
         }
         Error::TimeLimit { .. } | Error::MemoryLimit { .. } => {
@@ -752,6 +830,6 @@ pub(crate) fn report(error: &Error) -> ExitCode {
         }
         Error::Exited { status } => ExitCode::from((*status & 0xFF) as u8),
         Error::UnsupportedTarget(_) => usage(error),
-        other => fail(&other.to_string()),
+        other => fail(&error_chain(other)),
     }
 }

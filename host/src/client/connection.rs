@@ -57,6 +57,10 @@ pub struct ConnectionConfig {
     pub ssh_remote_dir: String,
     /// What the session's code reads as stdin. Default: [`InputMode::Closed`].
     pub input: InputMode,
+    /// With [`OutputMode::Print`], interrupt the running call (ending the
+    /// session) when its output cannot be written, as a command-line tool
+    /// whose stdout was closed should stop. Default: false.
+    pub stop_on_output_error: bool,
     /// Limits to ask the host for: each only tightens the host's own (a
     /// daemon's, or those `host_args` give a `local:`/`ssh:` host; for
     /// `embedded:`, the sandbox's). Default: none asked.
@@ -80,6 +84,7 @@ impl Default for ConnectionConfig {
             ssh_options: Vec::new(),
             ssh_remote_dir: "$HOME/.cache/pushy/bin".to_owned(),
             input: InputMode::Closed,
+            stop_on_output_error: false,
             limits: RequestedLimits::default(),
             handshake_timeout: None,
         }
@@ -141,6 +146,9 @@ pub(crate) struct Shared {
     modules: Mutex<HashMap<String, HandleInfo>>,
     output: Mutex<OutputSink>,
     closed: Mutex<Option<String>>,
+    /// The first failure to write remote output to this process's stdout or
+    /// stderr ([`OutputMode::Print`]).
+    output_error: Mutex<Option<std::io::Error>>,
     /// How long a caller polls for its reply before it sleeps.
     spin: Duration,
     config: ConnectionConfig,
@@ -199,6 +207,7 @@ impl Connection {
             modules: Mutex::new(HashMap::new()),
             output: Mutex::new(output),
             closed: Mutex::new(None),
+            output_error: Mutex::new(None),
             spin: crate::transport::spin::budget(crate::transport::spin::DEFAULT_CLIENT_SPIN),
             config,
         });
@@ -301,8 +310,17 @@ impl Connection {
     /// `source` is the file's bytes, decoded as Python decodes a file (UTF-8,
     /// a BOM, or a PEP 263 coding cookie).
     pub async fn run_script(&self, source: impl AsRef<[u8]>, filename: &str) -> Result<i32, Error> {
+        let source = source.as_ref();
+        // Refused here, with the reason, rather than by the connection.
+        if source.len() + filename.len() + 1024 > self.shared.config.max_frame {
+            return Err(Error::BadArgument(format!(
+                "the script is {} bytes; a message is at most {} bytes",
+                source.len(),
+                self.shared.config.max_frame
+            )));
+        }
         self.call_op(Op::RunScript {
-            source: source.as_ref().to_vec(),
+            source: source.to_vec(),
             filename: filename.to_owned(),
         })
         .await?
@@ -344,6 +362,17 @@ impl Connection {
                 rx
             }
         }
+    }
+
+    /// The first error writing remote output to this process's stdout or
+    /// stderr, if any ([`OutputMode::Print`]; such output is dropped).
+    pub fn output_error(&self) -> Option<std::io::ErrorKind> {
+        self.shared
+            .output_error
+            .lock()
+            .expect("output error lock")
+            .as_ref()
+            .map(std::io::Error::kind)
     }
 
     /// Asks the host to stop the running call. The session is terminated
@@ -642,14 +671,26 @@ impl Shared {
         let sink = self.output.lock().expect("output lock");
         match &*sink {
             OutputSink::Print => {
-                // Output of a sandbox must not be able to kill us: ignore EPIPE.
-                let _ = match stream {
+                // Output of a sandbox must not be able to kill us (EPIPE, a
+                // full disk): the first failure is kept for the caller, and
+                // with `stop_on_output_error` the running call is stopped,
+                // as python3 dies of its BrokenPipeError.
+                let written = match stream {
                     OutputStream::Stdout => {
                         let mut out = std::io::stdout().lock();
                         out.write_all(&data).and_then(|_| out.flush())
                     }
                     OutputStream::Stderr => std::io::stderr().lock().write_all(&data),
                 };
+                if let Err(error) = written {
+                    let mut first = self.output_error.lock().expect("output error lock");
+                    if first.is_none() {
+                        *first = Some(error);
+                        if self.config.stop_on_output_error {
+                            self.send(ClientMessage::Interrupt);
+                        }
+                    }
+                }
             }
             OutputSink::Capture(tx, _) => {
                 let _ = tx.send(OutputChunk { stream, data });

@@ -265,6 +265,9 @@ pub enum Op {
         source: Vec<u8>,
         filename: String,
     },
+    /// What interpreter shutdown does: runs the `atexit` handlers and flushes
+    /// every open file (the host does this itself when a session ends).
+    Shutdown,
 }
 
 /// A Python exception, as data.

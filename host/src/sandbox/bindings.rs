@@ -243,6 +243,7 @@ pub(crate) fn op_to_wit(op: wire::Op) -> wit::OpResult {
                 .collect(),
         ),
         O::TableSize => W::TableSize,
+        O::Shutdown => W::Shutdown,
         O::SetArgv(argv) => W::SetArgv(argv),
         O::RunScript { source, filename } => W::RunScript((source, filename)),
     }
@@ -371,6 +372,7 @@ pub(crate) fn with_op_param<R>(op: &wire::Op, call: impl FnOnce(wit::OpParam<'_>
             call(W::Release(&entries))
         }
         O::TableSize => call(W::TableSize),
+        O::Shutdown => call(W::Shutdown),
         O::SetArgv(argv) => {
             let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
             call(W::SetArgv(&argv))

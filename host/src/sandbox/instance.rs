@@ -72,6 +72,8 @@ pub(crate) struct HostState {
     deferred_releases: Vec<ReleaseEntry>,
     /// The status `os._exit` was called with.
     exit_status: Option<i32>,
+    /// The session is shutting down: the link is gone, not interrupting.
+    finishing: bool,
 }
 
 /// Denies growth past the session's memory limit and remembers that it did.
@@ -129,7 +131,7 @@ impl HostState {
     /// ends the call, like an epoch deadline) when the time is up or the local
     /// side interrupted or went away.
     pub(super) fn blocking_slice(&mut self, slice: Duration) -> wasmtime::Result<Duration> {
-        if self.link.poll_interrupt() {
+        if !self.finishing && self.link.poll_interrupt() {
             self.interrupted = true;
             return Err(wasmtime::format_err!(
                 "interrupted while blocked in a host call"
@@ -186,7 +188,10 @@ impl HostState {
         let Reply::Error(info) = reply else {
             return;
         };
-        info.memory_limit_hit = self.limiter.denied;
+        // The interpreter's own MemoryError (no message) after the limiter
+        // refused memory in this call came from the limit; one raised with a
+        // message came from code, even after a refusal it caught.
+        info.memory_limit_hit = self.limiter.denied && info.message.is_empty();
         let room = self.output_room();
         let mut cut = false;
         for text in [&mut info.message, &mut info.traceback] {
@@ -450,13 +455,14 @@ impl Instance {
             input_ended: false,
             deferred_releases: Vec::new(),
             exit_status: None,
+            finishing: false,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(HOSTCALL_FUEL);
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
-            if state.link.poll_interrupt() {
+            if !state.finishing && state.link.poll_interrupt() {
                 state.interrupted = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
@@ -496,6 +502,17 @@ impl Instance {
             memory_limit: config.memory_limit,
             dead: None,
         })
+    }
+
+    /// Interpreter shutdown at the end of a session (`atexit` handlers, open
+    /// files flushed), within the time limit; nobody is there to interrupt it
+    /// or read its output.
+    pub(crate) fn finish(&mut self) {
+        if self.dead.is_some() {
+            return;
+        }
+        self.store.data_mut().finishing = true;
+        let _ = self.dispatch(Op::Shutdown);
     }
 
     /// Releases that arrived while the guest read stdin, to apply now.
@@ -560,10 +577,12 @@ impl Instance {
                 limit_bytes: self.memory_limit as u64,
             };
         }
+        // `os._exit` and `os.abort` say their status before ending the instance.
+        if let Some(status) = state.exit_status {
+            return Failure::Exited { status };
+        }
         if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-            return Failure::Exited {
-                status: state.exit_status.unwrap_or(exit.0),
-            };
+            return Failure::Exited { status: exit.0 };
         }
         let reason = match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::StackOverflow) => "wasm stack overflow".to_owned(),

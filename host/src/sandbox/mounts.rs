@@ -14,7 +14,7 @@ pub enum MountError {
     #[error("invalid mount '{0}': expected HOST:GUEST[:ro]")]
     Syntax(String),
     /// The guest path must be absolute.
-    #[error("invalid mount '{0}': the guest path must start with '/'")]
+    #[error("invalid mount '{0}': the guest path must start with '/' and hold no '.' or '..'")]
     GuestPath(String),
     /// The mode after the guest path is neither `ro` nor `rw`.
     #[error("invalid mount '{spec}': unknown mode '{mode}' (ro or rw)")]
@@ -77,7 +77,8 @@ impl FromStr for Mount {
         if host.is_empty() || guest.is_empty() {
             return Err(MountError::Syntax(spec.to_owned()));
         }
-        if !guest.starts_with('/') {
+        // Absolute, and naming the place it says: no `.` or `..` parts.
+        if !guest.starts_with('/') || guest.split('/').any(|part| part == "." || part == "..") {
             return Err(MountError::GuestPath(spec.to_owned()));
         }
         Ok(Mount {
@@ -141,5 +142,9 @@ mod tests {
             Err(MountError::Syntax(_))
         ));
         assert!(matches!(":/x".parse::<Mount>(), Err(MountError::Syntax(_))));
+        assert!(matches!(
+            "/tmp:/m/../..".parse::<Mount>(),
+            Err(MountError::GuestPath(_))
+        ));
     }
 }

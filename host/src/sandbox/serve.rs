@@ -37,4 +37,7 @@ pub(crate) fn serve_session(instance: &mut Instance) {
             | ClientMessage::Input(_) => {}
         }
     }
+    // The local side is gone: what an interpreter does when it exits, so
+    // that files the code left open keep what it wrote.
+    instance.finish();
 }

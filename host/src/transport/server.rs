@@ -96,6 +96,12 @@ pub async fn serve(
         };
         let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "refused: too many connections in their handshake");
+            if config.tls.is_none() {
+                refuse_at_once(
+                    &stream,
+                    "server busy: too many connections in their handshake",
+                );
+            }
             continue;
         };
         let slots = Slots {
@@ -115,6 +121,20 @@ pub async fn serve(
     let all = u32::try_from(config.max_sessions).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(Duration::from_secs(10), slots.acquire_many(all)).await;
     Ok(())
+}
+
+/// Tells a client why it is turned away before its handshake, without
+/// waiting for it: one small frame, written only if the socket takes it now.
+fn refuse_at_once(stream: &tokio::net::TcpStream, reason: &str) {
+    use tokio_util::codec::Encoder;
+    let mut codec = super::WireCodec::<crate::protocol::ClientMessage, ServerMessage>::new(1 << 16);
+    let mut frame = bytes::BytesMut::new();
+    let refused = ServerMessage::Refused {
+        reason: reason.to_owned(),
+    };
+    if codec.encode(refused, &mut frame).is_ok() {
+        let _ = stream.try_write(&frame);
+    }
 }
 
 /// What a connection may take: it holds `handshake` until the handshake
