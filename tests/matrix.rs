@@ -669,3 +669,22 @@ except queue.Empty:
         assert_eq!(text(&out.stdout), "'a\\r' 0 1 2\nempty True\n", "{name}");
     });
 }
+
+#[test]
+fn the_repl_exits_with_the_status_the_code_asks_for() {
+    let matrix = Matrix::new();
+    for (name, target) in matrix.targets() {
+        for (input, status) in [
+            (&b"exit(3)\n"[..], 3),
+            (b"import os\nos._exit(7)\n", 7),
+            (b"raise SystemExit('bye')\n", 1),
+            (b"x = 20\nx * 2 + 2\n", 0),
+        ] {
+            let out = pushy("repl", &target, &[], input);
+            assert_status(name, &out, status);
+            if status == 0 {
+                assert_eq!(text(&out.stdout), "42\n", "{name}");
+            }
+        }
+    }
+}

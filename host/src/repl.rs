@@ -8,8 +8,9 @@ use rustyline::error::ReadlineError;
 
 use crate::{LimitArgs, TargetArgs, connect, report};
 
-/// Compiles one interactive input like `python3` does: `None` while the
-/// input is incomplete, expression statements echo their value.
+/// Compiles one interactive input like `python3` does: `'more'` while the
+/// input is incomplete, expression statements echo their value; a
+/// `SystemExit` gives the status python3 would exit with.
 const REPL_HELPER: &str = r#"
 def __pushy_repl(source):
     import codeop, sys, traceback
@@ -22,8 +23,14 @@ def __pushy_repl(source):
         return 'more'
     try:
         exec(code, globals())
-    except SystemExit:
-        return 'exit'
+    except SystemExit as request:
+        status = request.code
+        if status is None:
+            return 0
+        if isinstance(status, int):
+            return status & 0xFF if -(1 << 63) <= status < (1 << 63) else 255
+        print(status, file=sys.stderr)
+        return 1
     except BaseException as error:
         traceback.print_exception(type(error), error, error.__traceback__.tb_next)
     return 'done'
@@ -99,9 +106,10 @@ pub(crate) async fn repl(target: TargetArgs, limits: LimitArgs) -> ExitCode {
                 Err(Error::Interrupted)
             }
         };
-        match outcome.as_ref().map(|v| v.extract::<String>()) {
-            Ok(Ok(state)) if state == "more" => continue,
-            Ok(Ok(state)) if state == "exit" => break ExitCode::SUCCESS,
+        match &outcome {
+            Ok(pushy::Value::Str(state)) if state == "more" => continue,
+            Ok(pushy::Value::Int(status)) => break ExitCode::from((status & 0xFF) as u8),
+            Err(Error::Exited { status }) => break ExitCode::from((status & 0xFF) as u8),
             Ok(_) => {
                 let _ = editor.add_history_entry(buffer.as_str());
             }

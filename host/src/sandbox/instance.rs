@@ -546,6 +546,7 @@ impl Instance {
         state.nested.clear();
         state.interrupted = false;
         state.limiter.denied = false;
+        state.exit_status = None;
         self.store.set_epoch_deadline(1);
         let (agent, store) = (&self.agent, &mut self.store);
         match bindings::with_op_param(&op, |op| agent.call_dispatch(&mut *store, op)) {
