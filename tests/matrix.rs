@@ -688,3 +688,38 @@ fn the_repl_exits_with_the_status_the_code_asks_for() {
         }
     }
 }
+
+#[test]
+fn a_scripts_excepthook_and_closed_stdout_act_as_under_python3() {
+    let matrix = Matrix::new();
+    let hooked = "\
+import sys
+def hook(kind, value, tb):
+    print('hooked', kind.__name__, value)
+sys.excepthook = hook
+1 / 0
+";
+    run_everywhere(&matrix, &[], hooked, b"", |name, out| {
+        assert_status(name, out, 1);
+        assert_eq!(
+            text(&out.stdout),
+            "hooked ZeroDivisionError division by zero\n",
+            "{name}"
+        );
+        assert!(!text(&out.stderr).contains("Traceback"), "{name}");
+    });
+    run_everywhere(
+        &matrix,
+        &[],
+        "import sys\nsys.stdout.close()\nprint('x')\n",
+        b"",
+        |name, out| {
+            assert_status(name, out, 1);
+            assert!(out.stdout.is_empty(), "{name}");
+            assert!(
+                text(&out.stderr).contains("ValueError: I/O operation on closed file"),
+                "{name}"
+            );
+        },
+    );
+}

@@ -334,6 +334,13 @@ class Session:
                 exec(code, module.__dict__)
             except SystemExit as exit_request:
                 return _exit_status(exit_request.code)
+            except BaseException as exc:
+                # A hook of the script's own reports the error, as python3
+                # calls it; otherwise the error goes back as data.
+                if sys.excepthook is sys.__excepthook__:
+                    raise
+                sys.excepthook(type(exc), exc, _user_frames(exc.__traceback__))
+                return 1
             return 0
         finally:
             _shut_down()

@@ -122,6 +122,8 @@ class OutputStream(io.TextIOBase):
         return False
 
     def write(self, text: str) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         if len(text) > _PIECE:
