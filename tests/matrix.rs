@@ -723,3 +723,25 @@ sys.excepthook = hook
         },
     );
 }
+
+#[test]
+fn tracebacks_show_the_users_frames_only() {
+    let matrix = Matrix::new();
+    let source = "\
+import sys
+def f():
+    print('\\ud800')
+try:
+    f()
+except Exception as error:
+    raise RuntimeError('wrapped') from error
+";
+    run_everywhere(&matrix, &[], source, b"", |name, out| {
+        assert_status(name, out, 1);
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("line 3, in f"), "{name}: {stderr}");
+        assert!(stderr.contains("RuntimeError: wrapped"), "{name}: {stderr}");
+        assert!(!stderr.contains("pushy_guest"), "{name}: {stderr}");
+        assert!(!stderr.contains("wit_world"), "{name}: {stderr}");
+    });
+}

@@ -40,6 +40,8 @@ from .table import ObjectTable, qualified_name, wit_text
 from .values import _INT_MAX, _INT_MIN, _NONE, Decoder, Encoder
 
 _OUR_DIR = os.path.dirname(__file__)
+# Frames of these files are the agent's, not the user's.
+_AGENT_DIRS = (_OUR_DIR + os.sep, os.path.dirname(host.__file__).rsplit(os.sep, 1)[0] + os.sep)
 _loads = marshal.loads
 _MAX_CACHED_SOURCES = 256
 # An exception's message and traceback cross at most this long each (the
@@ -176,7 +178,7 @@ class Session:
         except BaseException:  # noqa: BLE001
             message = f"<unprintable {kind.__name__}>"
         try:
-            text = "".join(traceback.format_exception(kind, exc, _user_frames(exc.__traceback__)))
+            text = _format_traceback(kind, exc)
         except BaseException:  # noqa: BLE001
             text = f"{kind.__name__}: {message}\n"
         try:
@@ -375,6 +377,26 @@ def _shut_down() -> None:
                     obj.flush()
             except BaseException:  # noqa: BLE001 - one file's failure is not the others'
                 pass
+
+
+def _format_traceback(kind: type, exc: BaseException) -> str:
+    """The traceback as python3 would print it: without the agent's frames
+    (its dispatch above the user's code; its streams and bindings below it,
+    where python3 has C code), in chained exceptions and groups too."""
+    report = traceback.TracebackException(kind, exc, exc.__traceback__)
+    pending = [report]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.stack = traceback.StackSummary.from_list(
+            [frame for frame in current.stack if not frame.filename.startswith(_AGENT_DIRS)])
+        pending.extend(chained for chained in (current.__cause__, current.__context__)
+                       if chained is not None)
+        pending.extend(getattr(current, "exceptions", None) or ())
+    return "".join(report.format())
 
 
 def _user_frames(tb: Any) -> Any:
