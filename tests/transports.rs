@@ -272,12 +272,17 @@ async fn interrupt_stops_a_running_call_and_says_the_state_is_lost() -> anyhow::
 
 /// A self-signed certificate for 127.0.0.1 and localhost, made with openssl.
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    self_signed_with(dir, "basicConstraints=critical,CA:FALSE")
+    self_signed_with(
+        dir,
+        "basicConstraints=critical,CA:FALSE",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    )
 }
 
 fn self_signed_with(
     dir: &std::path::Path,
     constraints: &str,
+    names: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let status = std::process::Command::new("openssl")
@@ -292,12 +297,7 @@ fn self_signed_with(
             "-days",
             "1",
         ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ])
+        .args(["-subj", "/CN=localhost", "-addext", names])
         .args(["-addext", constraints])
         .arg("-keyout")
         .arg(&key)
@@ -380,34 +380,47 @@ async fn a_daemon_client_that_vanishes_mid_call_frees_its_session() -> anyhow::R
     }
 }
 
-#[tokio::test]
-async fn a_self_signed_certificate_marked_as_a_ca_is_trusted_as_itself() -> anyhow::Result<()> {
-    // `openssl req -x509` marks its certificate as a CA by default.
-    let dir = tempfile::tempdir()?;
-    let (cert, key) = self_signed_with(dir.path(), "basicConstraints=critical,CA:TRUE");
-    let daemon = Daemon::start(&[
+/// Connects over TLS to a daemon serving `cert`, trusting `ca`.
+async fn tls_connect(daemon: &Daemon, ca: &std::path::Path) -> Result<pushy::Connection, Error> {
+    let mut config = daemon.config();
+    config.tls_ca = Some(ca.to_owned());
+    pushy::connect_with(&daemon.url(), config).await
+}
+
+fn tls_daemon(cert: &std::path::Path, key: &std::path::Path) -> Daemon {
+    Daemon::start(&[
         "--tls-cert",
         cert.to_str().unwrap(),
         "--tls-key",
         key.to_str().unwrap(),
-    ]);
-    let mut config = daemon.config();
-    config.tls_ca = Some(cert.clone());
-    let con = pushy::connect_with(&daemon.url(), config.clone()).await?;
+    ])
+}
+
+fn is_tls_error(result: Result<pushy::Connection, Error>) -> bool {
+    matches!(
+        result,
+        Err(Error::Transport(pushy::transport::TransportError::Tls(_)))
+    )
+}
+
+#[tokio::test]
+async fn a_self_signed_certificate_marked_as_a_ca_is_trusted_as_itself() -> anyhow::Result<()> {
+    // `openssl req -x509` marks its certificate as a CA by default.
+    const CA: &str = "basicConstraints=critical,CA:TRUE";
+    const OURS: &str = "subjectAltName=DNS:localhost,IP:127.0.0.1";
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = self_signed_with(dir.path(), CA, OURS);
+    let daemon = tls_daemon(&cert, &key);
+    let con = tls_connect(&daemon, &cert).await?;
     assert_eq!(con.eval("6 * 7").await?.extract::<i64>()?, 42);
     // Trusted as itself, not as any certificate: another one is still refused.
     let other = tempfile::tempdir()?;
-    let (other_cert, _) = self_signed_with(other.path(), "basicConstraints=critical,CA:TRUE");
-    config.tls_ca = Some(other_cert);
-    let err = pushy::connect_with(&daemon.url(), config)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Transport(pushy::transport::TransportError::Tls(_))
-        ),
-        "{err:?}"
-    );
+    let (other_cert, _) = self_signed_with(other.path(), CA, OURS);
+    assert!(is_tls_error(tls_connect(&daemon, &other_cert).await));
+    // And only for its own names.
+    let elsewhere = tempfile::tempdir()?;
+    let (cert, key) = self_signed_with(elsewhere.path(), CA, "subjectAltName=DNS:elsewhere.test");
+    let daemon = tls_daemon(&cert, &key);
+    assert!(is_tls_error(tls_connect(&daemon, &cert).await));
     Ok(())
 }

@@ -335,7 +335,7 @@ class Session:
             try:
                 exec(code, module.__dict__)
             except SystemExit as exit_request:
-                return _exit_status(exit_request.code)
+                return exit_status(exit_request.code)
             except BaseException as exc:
                 # A hook of the script's own reports the error, as python3
                 # calls it; otherwise the error goes back as data.
@@ -348,7 +348,7 @@ class Session:
             _shut_down()
 
 
-def _exit_status(code: Any) -> int:
+def exit_status(code: Any) -> int:
     """The status python3 exits with for `SystemExit(code)`: an int as the
     OS takes it (its low byte; one beyond a C long is -1, so 255), None 0,
     anything else printed to stderr and 1."""

@@ -442,11 +442,7 @@ async fn eval(args: EvalArgs) -> ExitCode {
                 .saturating_mul(1 << 20);
             let cut = text.len() > limit;
             if cut {
-                let mut end = limit;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                text.truncate(end);
+                text.truncate(text.floor_char_boundary(limit));
             }
             use std::io::Write as _;
             if !cut {
@@ -469,7 +465,7 @@ async fn eval(args: EvalArgs) -> ExitCode {
             output_failed(&con).unwrap_or(ExitCode::SUCCESS)
         }
         Err(Error::Python(exception)) if exception.is_instance("SystemExit") => {
-            exit_status(&exception).await
+            exit_status(&con, &exception).await
         }
         Err(error) => report(&error),
     }
@@ -488,21 +484,23 @@ fn output_failed(con: &Connection) -> Option<ExitCode> {
 
 /// The exit status a `SystemExit` asks for, as python3 computes it: its
 /// `code` if an int, 0 for None, else 1 after printing the code.
-async fn exit_status(exception: &pushy::PythonError) -> ExitCode {
-    let code = match &exception.exception {
-        Some(handle) => handle.getattr("code").await,
-        None => Ok(pushy::Value::None),
+/// The guest computes it, as for `pushy run` (`pushy_guest.dispatch.exit_status`).
+async fn exit_status(con: &Connection, exception: &pushy::PythonError) -> ExitCode {
+    const STATUS: &str = "def __pushy_exit_status(request):\n    \
+        from pushy_guest.dispatch import exit_status\n    \
+        return exit_status(request.code)";
+    let Some(request) = &exception.exception else {
+        return ExitCode::FAILURE;
     };
-    match code {
-        Ok(pushy::Value::None) => ExitCode::SUCCESS,
-        Ok(pushy::Value::Int(code)) => ExitCode::from((code & 0xFF) as u8),
-        // Beyond a C long: python3 exits with -1.
-        Ok(pushy::Value::BigInt(_)) => ExitCode::from(255),
-        Ok(pushy::Value::Bool(code)) => ExitCode::from(u8::from(code)),
-        Ok(_) => {
-            errln!("{}", exception.message);
-            ExitCode::FAILURE
-        }
+    let status = match con.define(STATUS).await {
+        Ok(helper) => helper
+            .call(&(request,))
+            .await
+            .and_then(|v| v.extract::<u8>()),
+        Err(error) => Err(error),
+    };
+    match status {
+        Ok(status) => ExitCode::from(status),
         Err(error) => report(&error),
     }
 }
@@ -783,22 +781,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// An error and its causes, `: `-separated (a mount's or a token file's
-/// reason included).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 fn fail(message: &str) -> ExitCode {
     errln!("pushy: {message}");
     ExitCode::FAILURE
@@ -830,6 +812,6 @@ pub(crate) fn report(error: &Error) -> ExitCode {
         }
         Error::Exited { status } => ExitCode::from((*status & 0xFF) as u8),
         Error::UnsupportedTarget(_) => usage(error),
-        other => fail(&error_chain(other)),
+        other => fail(&other.with_causes()),
     }
 }

@@ -24,13 +24,8 @@ def __pushy_repl(source):
     try:
         exec(code, globals())
     except SystemExit as request:
-        status = request.code
-        if status is None:
-            return 0
-        if isinstance(status, int):
-            return status & 0xFF if -(1 << 63) <= status < (1 << 63) else 255
-        print(status, file=sys.stderr)
-        return 1
+        from pushy_guest.dispatch import exit_status
+        return exit_status(request.code)
     except BaseException as error:
         traceback.print_exception(type(error), error, error.__traceback__.tb_next)
     return 'done'

@@ -149,6 +149,22 @@ impl Error {
         )
     }
 
+    /// The message and, `: `-separated, each cause that adds something
+    /// (`cannot connect to ADDR: Connection refused (os error 111)`).
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(inner) = cause {
+            let line = inner.to_string();
+            if !text.contains(&line) {
+                text.push_str(": ");
+                text.push_str(&line);
+            }
+            cause = inner.source();
+        }
+        text
+    }
+
     pub(crate) fn from_python(info: ErrorInfo, exception: Option<RemoteObject>) -> Self {
         if info.type_name == INVALID_HANDLE_TYPE {
             return Error::InvalidHandle(info.message);

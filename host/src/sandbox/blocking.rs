@@ -66,12 +66,18 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 }
 
 /// Waits until one of `pollables` is ready, in slices, ending the call when its
-/// time is up or the local side interrupts or goes away.
+/// time is up or the local side interrupts or goes away. The link is looked at
+/// only once a slice passed: a poll that is ready at once (epoch ticks watch the
+/// link meanwhile) costs no extra system call.
 fn poll_bounded(
     state: &mut HostState,
     pollables: &[Resource<DynPollable>],
 ) -> wasmtime::Result<Vec<u32>> {
+    let mut first = true;
     loop {
+        if !std::mem::take(&mut first) {
+            state.check_link()?;
+        }
         let slice = state.blocking_slice(SLICE)?;
         let borrowed = pollables
             .iter()

@@ -126,17 +126,22 @@ impl HostState {
         &mut self.table
     }
 
-    /// How long the guest may block in a host call before the host looks
-    /// again: at most `slice`, never past the call's deadline. An error (which
-    /// ends the call, like an epoch deadline) when the time is up or the local
-    /// side interrupted or went away.
-    pub(super) fn blocking_slice(&mut self, slice: Duration) -> wasmtime::Result<Duration> {
+    /// An error (which ends the call, like an epoch deadline) when the local
+    /// side interrupted or went away while the guest was blocked.
+    pub(super) fn check_link(&mut self) -> wasmtime::Result<()> {
         if !self.finishing && self.link.poll_interrupt() {
             self.interrupted = true;
             return Err(wasmtime::format_err!(
                 "interrupted while blocked in a host call"
             ));
         }
+        Ok(())
+    }
+
+    /// How long the guest may block in a host call before the host looks
+    /// again: at most `slice`, never past the call's deadline. An error (which
+    /// ends the call, like an epoch deadline) when the time is up.
+    pub(super) fn blocking_slice(&mut self, slice: Duration) -> wasmtime::Result<Duration> {
         let Some(limit) = self.time_limit else {
             return Ok(slice);
         };
@@ -196,11 +201,7 @@ impl HostState {
         let mut cut = false;
         for text in [&mut info.message, &mut info.traceback] {
             if text.len() > room {
-                let mut end = room;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                text.truncate(end);
+                text.truncate(text.floor_char_boundary(room));
                 text.push_str("\n[pushy: cut at the output limit]\n");
                 cut = true;
             }

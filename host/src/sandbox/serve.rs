@@ -8,9 +8,13 @@ use crate::protocol::{ClientMessage, Op, ServerMessage};
 /// Requests run one after another (a Python interpreter is single-threaded),
 /// but the local side may pipeline them: each reply carries its request's id.
 pub(crate) fn serve_session(instance: &mut Instance) {
+    // Whether the last request already did what shutdown does (a script's
+    // end does), so that the session's end need not do it again.
+    let mut shut_down = false;
     while let Some(message) = instance.link().recv() {
         match message {
             ClientMessage::Request { id, op } => {
+                shut_down = matches!(op, Op::RunScript { .. } | Op::Shutdown);
                 let result = instance.dispatch(op);
                 if !instance.link().send(ServerMessage::Response { id, result }) {
                     break;
@@ -39,5 +43,7 @@ pub(crate) fn serve_session(instance: &mut Instance) {
     }
     // The local side is gone: what an interpreter does when it exits, so
     // that files the code left open keep what it wrote.
-    instance.finish();
+    if !shut_down {
+        instance.finish();
+    }
 }

@@ -226,21 +226,6 @@ fn file_error(file: &Path, name: &str, outcome: Outcome, message: String) -> Tes
     }
 }
 
-/// The error and what caused it (`cannot connect to ADDR: Connection refused`).
-fn with_causes(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(inner) = cause {
-        let line = inner.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        cause = inner.source();
-    }
-    text
-}
-
 /// Errors that mean the target, not the test, is gone.
 fn target_gone(error: &Error) -> bool {
     matches!(
@@ -364,7 +349,7 @@ async fn run_file(
     report: &mut FileReport,
     target: &str,
 ) -> Result<(), TargetDied> {
-    let died = |e: Error| TargetDied(with_causes(&e));
+    let died = |e: Error| TargetDied(e.with_causes());
     let file = report.file.clone();
     let file = file.as_path();
     let stopped = || shared.stop.load(Ordering::Relaxed);

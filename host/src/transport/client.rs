@@ -125,15 +125,8 @@ where
         .await?;
     // Before decoding frames, look at what answered: a TLS server or a web
     // server sends bytes that would read as an absurd frame length.
-    let mut first = vec![0u8; 4];
-    let mut got = 0;
-    while got < first.len() {
-        match reader.read(&mut first[got..]).await? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    first.truncate(got);
+    let mut first = Vec::with_capacity(4);
+    (&mut reader).take(4).read_to_end(&mut first).await?;
     if let Some(what) = foreign_protocol(&first) {
         return Err(TransportError::Handshake(what.to_owned()));
     }

@@ -99,37 +99,40 @@ impl ServerCertVerifier for TrustedCertificates {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         use rustls::CertificateError as E;
-        match self.webpki.verify_server_cert(
+        let error = match self.webpki.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
             ocsp_response,
             now,
         ) {
-            Err(rustls::Error::InvalidCertificate(
+            Ok(verified) => return Ok(verified),
+            Err(error) => error,
+        };
+        // WebPKI checks a certificate's dates before its CA flag, so an expired
+        // one is refused as expired here; names it checks only once a chain is
+        // found, so a pinned certificate's are checked below.
+        let dates = matches!(
+            error,
+            rustls::Error::InvalidCertificate(
                 E::Expired
-                | E::ExpiredContext { .. }
-                | E::NotValidYet
-                | E::NotValidYetContext { .. }
-                | E::NotValidForName
-                | E::NotValidForNameContext { .. },
-            )) => self.webpki.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
-            ),
-            Err(_)
-                if self
-                    .pinned
-                    .iter()
-                    .any(|c| c.as_ref() == end_entity.as_ref()) =>
-            {
-                Ok(ServerCertVerified::assertion())
-            }
-            other => other,
+                    | E::ExpiredContext { .. }
+                    | E::NotValidYet
+                    | E::NotValidYetContext { .. }
+            )
+        );
+        let pinned = self
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref());
+        if dates || !pinned {
+            return Err(error);
         }
+        rustls::client::verify_server_name(
+            &rustls::server::ParsedCertificate::try_from(end_entity)?,
+            server_name,
+        )?;
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
