@@ -190,7 +190,12 @@ async fn daemon_refuses_wrong_or_missing_tokens() -> anyhow::Result<()> {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Transport(pushy::transport::TransportError::AuthFailed(why)) if why == "wrong token"),
+        matches!(
+            &err,
+            Error::Transport(pushy::transport::TransportError::AuthFailed(
+                pushy::protocol::AuthFailure::WrongToken
+            ))
+        ),
         "{err:?}"
     );
     // The daemon still serves those who know the token.

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use pushy::{ConnectionConfig, OutputMode, Sandbox, SandboxConfig};
+use pushy::{Connection, ConnectionConfig, OutputMode, Sandbox, SandboxConfig};
 
 /// The interpreters to compare with: the real binary behind `python3` on
 /// PATH (not a pyenv shim script), and the system's `/usr/bin/python3` when
@@ -59,8 +59,7 @@ fn sessions(c: &mut Criterion) {
     group.bench_function("pushy: new session to first result", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let con = sandbox
-                    .connect_with(session.clone(), quiet())
+                let con = Connection::embedded_with(&sandbox, session.clone(), quiet())
                     .await
                     .unwrap();
                 assert_eq!(con.eval("1").await.unwrap().extract::<i64>().unwrap(), 1);
@@ -70,8 +69,7 @@ fn sessions(c: &mut Criterion) {
     group.bench_function("pushy: new session + import json", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let con = sandbox
-                    .connect_with(session.clone(), quiet())
+                let con = Connection::embedded_with(&sandbox, session.clone(), quiet())
                     .await
                     .unwrap();
                 con.execute("import json").await.unwrap();
@@ -83,8 +81,7 @@ fn sessions(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    let con = sandbox
-                        .connect_with(session.clone(), quiet())
+                    let con = Connection::embedded_with(&sandbox, session.clone(), quiet())
                         .await
                         .unwrap();
                     con.execute("import pydoc").await.unwrap();
@@ -107,7 +104,11 @@ fn calls(c: &mut Criterion) {
     let rt = runtime();
     let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
     let con = rt
-        .block_on(sandbox.connect_with(sandbox.config().session.clone(), quiet()))
+        .block_on(Connection::embedded_with(
+            &sandbox,
+            sandbox.config().session.clone(),
+            quiet(),
+        ))
         .unwrap();
     let d = rt
         .block_on(con.eval("{'k': 1}"))

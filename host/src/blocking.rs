@@ -10,7 +10,12 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use tokio::runtime::Runtime;
 
-use crate::client::{self, CallArgs, Callback, ConnectionConfig, Error, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::client::{self, CallArgs, Callback, ConnectionConfig, Error, OutputChunk, Value};
+use crate::protocol::{BinaryOp, CompareOp, Op, UnaryOp};
+use crate::sandbox::{Sandbox, SessionConfig};
+use crate::transport::ClientLink;
 
 fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -86,6 +91,69 @@ impl Connection {
         block(self.inner.table_size())
     }
 
+    /// See [`crate::Connection::embedded`].
+    pub fn embedded(sandbox: &Sandbox) -> Result<Connection, Error> {
+        block(client::Connection::embedded(sandbox)).map(Connection::from)
+    }
+
+    /// See [`crate::Connection::embedded_with`].
+    pub fn embedded_with(
+        sandbox: &Sandbox,
+        session: SessionConfig,
+        config: ConnectionConfig,
+    ) -> Result<Connection, Error> {
+        block(client::Connection::embedded_with(sandbox, session, config)).map(Connection::from)
+    }
+
+    /// See [`crate::Connection::over`] (its tasks run on the facade's runtime).
+    pub fn over(link: ClientLink, config: ConnectionConfig) -> Connection {
+        let _entered = runtime().enter();
+        Connection::from(client::Connection::over(link, config))
+    }
+
+    /// See [`crate::Connection::request_op`].
+    pub fn request_op(&self, op: Op) -> Result<Value, Error> {
+        block(self.inner.request_op(op))
+    }
+
+    /// See [`crate::Connection::modules`].
+    pub fn modules(&self) -> Modules {
+        Modules {
+            inner: self.inner.modules(),
+        }
+    }
+
+    /// See [`crate::Connection::set_argv`].
+    pub fn set_argv(&self, argv: &[String]) -> Result<(), Error> {
+        block(self.inner.set_argv(argv))
+    }
+
+    /// See [`crate::Connection::run_script`].
+    pub fn run_script(&self, source: impl AsRef<[u8]>, filename: &str) -> Result<i32, Error> {
+        block(self.inner.run_script(source, filename))
+    }
+
+    /// See [`crate::Connection::live_callbacks`].
+    pub fn live_callbacks(&self) -> usize {
+        self.inner.live_callbacks()
+    }
+
+    /// See [`crate::Connection::take_output`]; read it with
+    /// `blocking_recv`.
+    pub fn take_output(&self) -> UnboundedReceiver<OutputChunk> {
+        self.inner.take_output()
+    }
+
+    /// See [`crate::Connection::output_error`].
+    pub fn output_error(&self) -> Option<std::io::ErrorKind> {
+        self.inner.output_error()
+    }
+
+    /// See [`crate::Connection::interrupt`].
+    pub fn interrupt(&self) {
+        self.inner.interrupt()
+    }
+
     /// See [`crate::Connection::callback`].
     pub fn callback<F, T, E>(&self, f: F) -> Callback
     where
@@ -138,9 +206,29 @@ impl RemoteObject {
         &self.inner
     }
 
-    /// Qualified type name.
+    /// See [`crate::RemoteObject::id`].
+    pub fn id(&self) -> u64 {
+        self.inner.id()
+    }
+
+    /// See [`crate::RemoteObject::type_name`].
     pub fn type_name(&self) -> &str {
         self.inner.type_name()
+    }
+
+    /// See [`crate::RemoteObject::opmask`].
+    pub fn opmask(&self) -> u64 {
+        self.inner.opmask()
+    }
+
+    /// See [`crate::RemoteObject::is_callable`].
+    pub fn is_callable(&self) -> bool {
+        self.inner.is_callable()
+    }
+
+    /// See [`crate::RemoteObject::connection`].
+    pub fn connection(&self) -> Connection {
+        Connection::from(self.inner.connection())
     }
 
     /// See [`crate::RemoteObject::getattr`].
@@ -151,6 +239,11 @@ impl RemoteObject {
     /// See [`crate::RemoteObject::setattr`].
     pub fn setattr<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), Error> {
         block(self.inner.setattr(name, value))
+    }
+
+    /// See [`crate::RemoteObject::delattr`].
+    pub fn delattr(&self, name: &str) -> Result<(), Error> {
+        block(self.inner.delattr(name))
     }
 
     /// See [`crate::RemoteObject::call`].
@@ -172,6 +265,16 @@ impl RemoteObject {
         block(self.inner.call_method(name, args))
     }
 
+    /// See [`crate::RemoteObject::call_method_kw`].
+    pub fn call_method_kw<A: Serialize + ?Sized, K: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        args: &A,
+        kwargs: &K,
+    ) -> Result<Value, Error> {
+        block(self.inner.call_method_kw(name, args, kwargs))
+    }
+
     /// See [`crate::RemoteObject::getitem`].
     pub fn getitem<K: Serialize + ?Sized>(&self, key: &K) -> Result<Value, Error> {
         block(self.inner.getitem(key))
@@ -186,14 +289,39 @@ impl RemoteObject {
         block(self.inner.setitem(key, value))
     }
 
+    /// See [`crate::RemoteObject::delitem`].
+    pub fn delitem<K: Serialize + ?Sized>(&self, key: &K) -> Result<(), Error> {
+        block(self.inner.delitem(key))
+    }
+
     /// See [`crate::RemoteObject::len`].
     pub fn len(&self) -> Result<usize, Error> {
         block(self.inner.len())
     }
 
-    /// Whether `len(obj) == 0`.
+    /// See [`crate::RemoteObject::is_empty`].
     pub fn is_empty(&self) -> Result<bool, Error> {
-        Ok(self.len()? == 0)
+        block(self.inner.is_empty())
+    }
+
+    /// See [`crate::RemoteObject::contains`].
+    pub fn contains<K: Serialize + ?Sized>(&self, key: &K) -> Result<bool, Error> {
+        block(self.inner.contains(key))
+    }
+
+    /// See [`crate::RemoteObject::iter_batched`].
+    pub fn iter_batched(&self, batch: u32) -> Result<RemoteIter, Error> {
+        block(self.inner.iter_batched(batch)).map(|inner| RemoteIter { inner })
+    }
+
+    /// See [`crate::RemoteObject::iter`].
+    pub fn iter(&self) -> Result<RemoteIter, Error> {
+        block(self.inner.iter()).map(|inner| RemoteIter { inner })
+    }
+
+    /// All items of an iterable, fetched in batches.
+    pub fn collect(&self) -> Result<Vec<Value>, Error> {
+        self.iter()?.collect()
     }
 
     /// See [`crate::RemoteObject::repr`].
@@ -201,13 +329,81 @@ impl RemoteObject {
         block(self.inner.repr())
     }
 
-    /// All items of an iterable, fetched in batches.
-    pub fn collect(&self) -> Result<Vec<Value>, Error> {
-        block(async { self.inner.iter().await?.collect_all().await })
+    /// See [`crate::RemoteObject::str`].
+    pub fn str(&self) -> Result<String, Error> {
+        block(self.inner.str())
+    }
+
+    /// See [`crate::RemoteObject::truth`].
+    pub fn truth(&self) -> Result<bool, Error> {
+        block(self.inner.truth())
+    }
+
+    /// See [`crate::RemoteObject::hash`].
+    pub fn hash(&self) -> Result<i64, Error> {
+        block(self.inner.hash())
+    }
+
+    /// See [`crate::RemoteObject::binary`].
+    pub fn binary<T: Serialize + ?Sized>(
+        &self,
+        op: BinaryOp,
+        other: &T,
+        reflected: bool,
+    ) -> Result<Value, Error> {
+        block(self.inner.binary(op, other, reflected))
+    }
+
+    /// See [`crate::RemoteObject::compare`].
+    pub fn compare<T: Serialize + ?Sized>(&self, op: CompareOp, other: &T) -> Result<Value, Error> {
+        block(self.inner.compare(op, other))
+    }
+
+    /// See [`crate::RemoteObject::unary`].
+    pub fn unary(&self, op: UnaryOp) -> Result<Value, Error> {
+        block(self.inner.unary(op))
+    }
+
+    /// See [`crate::RemoteObject::dir`].
+    pub fn dir(&self) -> Result<Vec<String>, Error> {
+        block(self.inner.dir())
     }
 
     /// See [`crate::RemoteObject::obtain`].
     pub fn obtain(&self) -> Result<Value, Error> {
         block(self.inner.obtain())
+    }
+
+    /// See [`crate::RemoteObject::obtain_limited`].
+    pub fn obtain_limited(&self, max_items: u32) -> Result<Value, Error> {
+        block(self.inner.obtain_limited(max_items))
+    }
+}
+
+/// Blocking face of [`crate::Modules`].
+#[derive(Clone, Debug)]
+pub struct Modules {
+    inner: client::Modules,
+}
+
+impl Modules {
+    /// See [`crate::Modules::import`].
+    pub fn import(&self, name: &str) -> Result<RemoteObject, Error> {
+        block(self.inner.import(name)).map(RemoteObject::from)
+    }
+}
+
+/// Blocking face of [`crate::RemoteIter`]: an [`Iterator`] of the items,
+/// fetched in batches.
+#[derive(Debug)]
+pub struct RemoteIter {
+    inner: client::RemoteIter,
+}
+
+impl Iterator for RemoteIter {
+    type Item = Result<Value, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        block(self.inner.next())
     }
 }

@@ -28,9 +28,8 @@
 //! - [`blocking`]: the same API for code without an async runtime.
 
 pub mod blocking;
+mod causes;
 mod client;
-#[cfg(test)]
-mod fuzz;
 pub mod protocol;
 pub mod sandbox;
 pub mod testing;
@@ -39,8 +38,8 @@ pub mod transport;
 /// Byte payloads of [`Value::Bytes`] (re-exported from the `bytes` crate).
 pub use bytes::Bytes;
 pub use client::{
-    CALLBACK_ERROR_TYPE, CallArgs, Callback, Connection, ConnectionConfig, DEFAULT_OBTAIN_LIMIT,
-    Error, InputMode, Modules, OutputChunk, OutputMode, PythonError, RemoteIter, RemoteObject,
-    Target, Value, connect, connect_with, default_sandbox,
+    CALLBACK_ERROR_TYPE, CallArgs, Callback, CloseReason, Connection, ConnectionConfig,
+    DEFAULT_OBTAIN_LIMIT, Error, InputMode, Modules, OutputChunk, OutputMode, ProtocolViolation,
+    PythonError, RemoteIter, RemoteObject, Target, Value, connect, connect_with, default_sandbox,
 };
 pub use sandbox::{Mount, Sandbox, SandboxConfig, SandboxError, SessionConfig};

@@ -367,8 +367,7 @@ async fn connect_with_input(
     config.stop_on_output_error = true;
     if parsed == pushy::Target::Embedded {
         let sandbox = sandbox_with(session.clone())?;
-        return sandbox
-            .connect_with(session, config)
+        return Connection::embedded_with(&sandbox, session, config)
             .await
             .map_err(|e| report(&e));
     }

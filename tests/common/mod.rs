@@ -32,7 +32,9 @@ pub async fn session() -> Connection {
 pub async fn session_with(config: SessionConfig) -> Connection {
     let mut con = ConnectionConfig::default();
     con.output = OutputMode::Capture;
-    sandbox().connect_with(config, con).await.expect("session")
+    pushy::Connection::embedded_with(&sandbox(), config, con)
+        .await
+        .expect("session")
 }
 
 /// Everything captured so far, as (stdout, stderr) text.

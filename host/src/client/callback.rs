@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::connection::Shared;
-use super::value::{CALLBACK_TOKEN, encode};
+use super::encode::{CALLBACK_TOKEN, encode};
+use super::shared::Shared;
 use super::{Error, Value};
 use crate::protocol::{ErrorInfo, Kwargs, ReleaseEntry, Reply, WireValue};
 

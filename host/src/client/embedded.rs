@@ -8,10 +8,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Connection, ConnectionConfig, Error};
 use crate::protocol::{ClientMessage, ServerMessage};
 use crate::sandbox::{Sandbox, SandboxError, SessionConfig, SessionLink, serve_session};
+use crate::transport::{ClientLink, Inbound};
 
 struct ChannelLink {
     inbound: mpsc::UnboundedReceiver<ClientMessage>,
-    outbound: mpsc::UnboundedSender<Result<ServerMessage, String>>,
+    outbound: mpsc::UnboundedSender<Inbound>,
     /// Messages taken while looking for an interrupt, in order.
     pending: VecDeque<ClientMessage>,
 }
@@ -40,16 +41,22 @@ impl SessionLink for ChannelLink {
     }
 }
 
-impl Sandbox {
-    /// A new session in this process with the sandbox's default limits.
-    pub async fn connect(&self) -> Result<Connection, Error> {
-        self.connect_with(self.config().session.clone(), ConnectionConfig::default())
-            .await
+impl Connection {
+    /// A new session of `sandbox` in this process, with the sandbox's
+    /// default limits.
+    pub async fn embedded(sandbox: &Sandbox) -> Result<Connection, Error> {
+        Connection::embedded_with(
+            sandbox,
+            sandbox.config().session.clone(),
+            ConnectionConfig::default(),
+        )
+        .await
     }
 
-    /// A new session in this process with the given limits and settings.
-    pub async fn connect_with(
-        &self,
+    /// A new session of `sandbox` in this process, with the given limits
+    /// (tightened by [`ConnectionConfig::limits`]) and settings.
+    pub async fn embedded_with(
+        sandbox: &Sandbox,
         session: SessionConfig,
         config: ConnectionConfig,
     ) -> Result<Connection, Error> {
@@ -57,10 +64,10 @@ impl Sandbox {
         let (client_tx, session_rx) = mpsc::unbounded_channel();
         let (session_tx, client_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
-        let sandbox = self.clone();
+        let sandbox = sandbox.clone();
         std::thread::Builder::new()
             .name("pushy-session".into())
-            .stack_size(self.session_stack_size())
+            .stack_size(sandbox.session_stack_size())
             .spawn(move || {
                 let link = Box::new(ChannelLink {
                     inbound: session_rx,
@@ -72,15 +79,19 @@ impl Sandbox {
                         let _ = ready_tx.send(Ok(()));
                         serve_session(&mut instance);
                     }
-                    Err(refusal) => {
-                        let _ = ready_tx.send(Err(refusal.error));
+                    Err(failure) => {
+                        let _ = ready_tx.send(Err(failure.error));
                     }
                 }
             })
             .map_err(SandboxError::Thread)?;
         ready_rx
             .await
-            .map_err(|_| Error::Closed("the session thread died while starting".into()))??;
-        Ok(Connection::start(client_tx, client_rx, config))
+            .map_err(|_| SandboxError::SessionThreadDied)??;
+        let link = ClientLink {
+            outbound: client_tx,
+            inbound: client_rx,
+        };
+        Ok(Connection::over(link, config))
     }
 }

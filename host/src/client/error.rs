@@ -2,8 +2,11 @@
 
 use std::fmt;
 
-use crate::protocol::{ErrorInfo, Failure};
+use std::sync::Arc;
+
+use crate::protocol::{ErrorInfo, Failure, Refusal};
 use crate::sandbox::SandboxError;
+use crate::transport::TransportError;
 
 use super::RemoteObject;
 
@@ -81,10 +84,18 @@ pub enum Error {
         /// The limit, in bytes.
         limit_bytes: u64,
     },
-    /// The session is gone (it trapped, or ended earlier); start a new one.
+    /// The guest trapped (stack overflow, a wasm fault); the session was
+    /// terminated.
+    #[error("the sandbox trapped ({reason}); the session was terminated")]
+    Trapped {
+        /// What wasmtime reported.
+        reason: String,
+    },
+    /// The session had already ended (a limit, a trap, an interrupt); start
+    /// a new one.
     #[error("session terminated: {reason}")]
     SessionTerminated {
-        /// Why.
+        /// Why it ended, as reported then.
         reason: String,
     },
     /// Guest code called `os._exit(status)`; the session ended.
@@ -96,10 +107,10 @@ pub enum Error {
     /// The call was interrupted; the session was terminated (state lost).
     #[error("interrupted; the session was terminated and its state is lost")]
     Interrupted,
-    /// The transport failed: peer gone, EOF mid-frame, version mismatch,
-    /// authentication refused, ...
+    /// Connecting failed: the peer could not be reached or started, the
+    /// handshake failed, authentication or the server refused, a timeout.
     #[error(transparent)]
-    Transport(#[from] crate::transport::TransportError),
+    Transport(#[from] TransportError),
     /// A handle that this session never issued or has already freed.
     #[error("invalid handle: {0}")]
     InvalidHandle(String),
@@ -114,13 +125,64 @@ pub enum Error {
     Sandbox(#[from] SandboxError),
     /// The connection is closed; no reply will come.
     #[error("connection closed: {0}")]
-    Closed(String),
+    Closed(#[source] CloseReason),
     /// The target URL is not understood or not supported.
     #[error("unsupported target '{0}'")]
     UnsupportedTarget(String),
-    /// The peer broke the protocol.
+    /// The peer sent something the protocol does not allow.
     #[error("protocol error: {0}")]
-    Protocol(String),
+    Protocol(#[from] ProtocolViolation),
+}
+
+/// Why a connection closed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// [`crate::Connection::close`] was called.
+    #[error("closed by the local side")]
+    ByLocalSide,
+    /// The session ended (its thread finished, or the host closed the link
+    /// between frames after the session's end).
+    #[error("the session ended")]
+    SessionEnded,
+    /// The link failed: the peer went away, a frame was cut off or
+    /// malformed, a timeout (shared by every caller that was waiting).
+    #[error(transparent)]
+    Transport(Arc<TransportError>),
+    /// The server refused the session after the handshake.
+    #[error("refused by the server: {0}")]
+    Refused(Refusal),
+}
+
+impl CloseReason {
+    /// The transport error that ended the link, if that is why.
+    pub fn transport(&self) -> Option<&TransportError> {
+        match self {
+            CloseReason::Transport(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// How a peer broke the protocol after the handshake.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolViolation {
+    /// A value's nodes ended inside a container.
+    #[error("a value ends inside a container")]
+    TruncatedValue,
+    /// A reply held a node only the local side may send.
+    #[error("a reference node in a reply")]
+    ReferenceInReply,
+    /// Nodes followed a complete value.
+    #[error("trailing nodes after a value")]
+    TrailingNodes,
+    /// A value was nested deeper than [`crate::protocol::MAX_DEPTH`].
+    #[error("a value nested deeper than {0} levels")]
+    TooDeep(usize),
+    /// A reply did not have the shape its request asks for.
+    #[error("a malformed {0} reply")]
+    MalformedReply(&'static str),
 }
 
 impl Error {
@@ -152,17 +214,7 @@ impl Error {
     /// The message and, `: `-separated, each cause that adds something
     /// (`cannot connect to ADDR: Connection refused (os error 111)`).
     pub fn with_causes(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(inner) = cause {
-            let line = inner.to_string();
-            if !text.contains(&line) {
-                text.push_str(": ");
-                text.push_str(&line);
-            }
-            cause = inner.source();
-        }
-        text
+        crate::causes::chain(self)
     }
 
     pub(crate) fn from_python(info: ErrorInfo, exception: Option<RemoteObject>) -> Self {
@@ -185,9 +237,7 @@ impl From<Failure> for Error {
         match failure {
             Failure::TimeLimit { limit_ms } => Error::TimeLimit { limit_ms },
             Failure::MemoryLimit { limit_bytes } => Error::MemoryLimit { limit_bytes },
-            Failure::Trapped { .. } => Error::SessionTerminated {
-                reason: failure.to_string(),
-            },
+            Failure::Trapped { reason } => Error::Trapped { reason },
             Failure::Terminated { reason } => Error::SessionTerminated { reason },
             Failure::BadRequest(message) => Error::BadArgument(message),
             Failure::Interrupted => Error::Interrupted,

@@ -23,8 +23,8 @@ impl std::fmt::Debug for RemoteIter {
     }
 }
 
-fn protocol_error(what: &str) -> Error {
-    Error::Protocol(format!("malformed {what} reply"))
+fn protocol_error(what: &'static str) -> Error {
+    Error::Protocol(super::ProtocolViolation::MalformedReply(what))
 }
 
 impl RemoteIter {

@@ -1,17 +1,22 @@
 //! The local side: connections, handles, values, callbacks.
 
 mod callback;
+mod config;
 mod connection;
 mod embedded;
+mod encode;
 mod error;
 mod iter;
 mod object;
+mod shared;
 mod target;
+mod tree;
 mod value;
 
 pub use callback::{CALLBACK_ERROR_TYPE, CallArgs, Callback};
-pub use connection::{Connection, ConnectionConfig, InputMode, Modules, OutputChunk, OutputMode};
-pub use error::{Error, PythonError};
+pub use config::{ConnectionConfig, InputMode, OutputChunk, OutputMode};
+pub use connection::{Connection, Modules};
+pub use error::{CloseReason, Error, ProtocolViolation, PythonError};
 pub use iter::RemoteIter;
 pub use object::{DEFAULT_OBTAIN_LIMIT, RemoteObject};
 pub use target::{Target, connect, connect_with, default_sandbox};

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Serialize;
 
-use super::connection::{Connection, Shared};
+use super::connection::Connection;
+use super::encode::{OBJECT_TOKEN, encode, encode_args};
 use super::iter::RemoteIter;
-use super::value::{OBJECT_TOKEN, encode, encode_args};
+use super::shared::Shared;
 use super::{Error, Value};
 use crate::protocol::{BinaryOp, CompareOp, Op, UnaryOp, WireValue, opmask};
 

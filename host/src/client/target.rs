@@ -4,8 +4,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::{Connection, ConnectionConfig, Error};
-use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::transport::TransportError;
+use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
+use crate::transport::auth::Token;
+use crate::transport::{self, DialOptions, SpawnOptions, TransportError};
 
 /// Where a session runs, parsed from Pushy's URL syntax.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,9 +39,6 @@ impl std::str::FromStr for Target {
     }
 }
 
-/// How long a daemon may take to accept and answer the handshake.
-const DAEMON_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
-
 static DEFAULT_SANDBOX: OnceLock<Sandbox> = OnceLock::new();
 
 /// The process-wide sandbox behind `embedded:` (default settings), created
@@ -51,7 +49,7 @@ pub async fn default_sandbox() -> Result<Sandbox, Error> {
     }
     let sandbox = tokio::task::spawn_blocking(|| Sandbox::new(SandboxConfig::default()))
         .await
-        .map_err(|e| Error::Closed(format!("sandbox setup panicked: {e}")))??;
+        .map_err(|_| SandboxError::SetupPanicked)??;
     Ok(DEFAULT_SANDBOX.get_or_init(|| sandbox).clone())
 }
 
@@ -63,65 +61,51 @@ pub async fn connect(target: &str) -> Result<Connection, Error> {
 
 /// [`connect`] with connection settings.
 pub async fn connect_with(target: &str, config: ConnectionConfig) -> Result<Connection, Error> {
-    match target.parse::<Target>()? {
+    let link = match target.parse::<Target>()? {
         Target::Embedded => {
             let sandbox = default_sandbox().await?;
-            sandbox
-                .connect_with(sandbox.config().session.clone(), config)
-                .await
+            let session = sandbox.config().session.clone();
+            return Connection::embedded_with(&sandbox, session, config).await;
         }
-        Target::Local => crate::transport::connect_local(config).await,
+        Target::Local => transport::spawn_local(&spawn_options(&config)).await?,
         Target::Daemon(address) => {
-            let timeout = config.handshake_timeout.unwrap_or(DAEMON_HANDSHAKE_TIMEOUT);
-            let started = tokio::time::Instant::now();
-            let token =
-                crate::transport::auth::Token::from_flag_or_env(config.token_file.as_deref())
-                    .map_err(TransportError::from)?;
-            let tls = match &config.tls_ca {
-                Some(ca) => Some(crate::transport::tls::client_config(ca)?),
-                None => None,
+            let options = DialOptions {
+                token: Token::from_flag_or_env(config.token_file.as_deref())
+                    .map_err(TransportError::from)?,
+                tls_ca: config.tls_ca.clone(),
+                ..dial_options(&config, DAEMON_HANDSHAKE_TIMEOUT)
             };
-            let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address))
-                .await
-                .map_err(|_| {
-                    TransportError::Timeout(format!(
-                        "could not connect to {address} within {} s",
-                        timeout.as_secs_f64()
-                    ))
-                })?
-                .map_err(|e| TransportError::Connect {
-                    address: address.clone(),
-                    source: e,
-                })?;
-            stream.set_nodelay(true).map_err(TransportError::Io)?;
-            if let Some(tls) = tls {
-                let host = address
-                    .rsplit_once(':')
-                    .map_or(address.as_str(), |(host, _)| host)
-                    .trim_start_matches('[')
-                    .trim_end_matches(']');
-                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-                    .map_err(|e| TransportError::Tls(format!("bad server name {host}: {e}")))?;
-                let connecting = tokio_rustls::TlsConnector::from(tls).connect(name, stream);
-                let stream = tokio::time::timeout(timeout, connecting)
-                    .await
-                    .map_err(|_| {
-                        TransportError::Timeout(format!(
-                            "no TLS handshake from {address} within {} s",
-                            timeout.as_secs_f64()
-                        ))
-                    })?
-                    .map_err(|e| TransportError::Tls(e.to_string()))?;
-                let (reader, writer) = tokio::io::split(stream);
-                let left = timeout.saturating_sub(started.elapsed());
-                return crate::transport::start_stream(reader, writer, config, token, (), left)
-                    .await;
-            }
-            let (reader, writer) = stream.into_split();
-            let left = timeout.saturating_sub(started.elapsed());
-            crate::transport::start_stream(reader, writer, config, token, (), left).await
+            transport::dial_tcp(&address, options).await?
         }
-        Target::Ssh(destination) => crate::transport::connect_ssh(&destination, config).await,
+        Target::Ssh(destination) => {
+            transport::spawn_ssh(&destination, &spawn_options(&config)).await?
+        }
+    };
+    Ok(Connection::over(link, config))
+}
+
+/// How long a daemon may take to accept and answer the handshake.
+const DAEMON_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// A spawned host may first compile the sandbox (seconds) or, over `ssh:`,
+/// receive its binary.
+const SPAWNED_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn dial_options(config: &ConnectionConfig, default_timeout: Duration) -> DialOptions {
+    DialOptions {
+        max_frame: config.max_frame,
+        limits: config.limits,
+        timeout: config.handshake_timeout.unwrap_or(default_timeout),
+        ..DialOptions::default()
+    }
+}
+
+fn spawn_options(config: &ConnectionConfig) -> SpawnOptions {
+    SpawnOptions {
+        program: config.host_program.clone(),
+        host_args: config.host_args.clone(),
+        ssh_options: config.ssh_options.clone(),
+        ssh_remote_dir: config.ssh_remote_dir.clone(),
+        dial: dial_options(config, SPAWNED_HANDSHAKE_TIMEOUT),
     }
 }
 

@@ -9,9 +9,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub mod payload;
+#[cfg(test)]
+pub(crate) mod strategies;
 
 /// Version of this protocol; both ends must agree during the handshake.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Bit positions of [`HandleInfo::opmask`]: the dunders an object's type has.
 ///
@@ -418,6 +420,76 @@ pub struct RequestedLimits {
     pub output_bytes: Option<u64>,
 }
 
+/// Why a server turned a client away ([`ServerMessage::Refused`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The client did not prove it knows the server's token.
+    #[error("authentication failed: {0}")]
+    Auth(AuthFailure),
+    /// Every session slot of the server is taken.
+    #[error("server busy: the limit of {limit} sessions is reached")]
+    SessionLimit {
+        /// The server's `--max-sessions`.
+        limit: u32,
+    },
+    /// Too many connections are in their handshake at once.
+    #[error("server busy: too many connections in their handshake")]
+    TooManyHandshakes,
+    /// The two sides speak different protocol versions.
+    #[error("protocol version mismatch: client speaks {client}, server speaks {server}")]
+    VersionMismatch {
+        /// The client's version.
+        client: u32,
+        /// The server's version.
+        server: u32,
+    },
+    /// The client broke the handshake's order.
+    #[error("the handshake was broken: {0}")]
+    BrokenHandshake(HandshakeFault),
+    /// The session's memory limit is below what the sandbox needs.
+    #[error(
+        "a memory limit of {limit_mib} MiB is too small to start the sandbox \
+         (it needs at least {needed_mib} MiB)"
+    )]
+    MemoryTooSmall {
+        /// The limit that applied, in MiB.
+        limit_mib: u64,
+        /// What the sandbox needs, in MiB.
+        needed_mib: u64,
+    },
+    /// The session's instance could not be created for another reason.
+    #[error("the session could not start: {reason}")]
+    SessionFailed {
+        /// What the sandbox reported, for the user.
+        reason: String,
+    },
+}
+
+/// Why authentication failed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    /// The proof did not match the server's token.
+    #[error("wrong token")]
+    WrongToken,
+    /// The server requires a token and none was given.
+    #[error("the server requires a token (--token-file or PUSHY_TOKEN_FILE)")]
+    TokenRequired,
+}
+
+/// How a client broke the handshake.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeFault {
+    /// A message other than `Hello` came first.
+    #[error("a request arrived before the handshake")]
+    RequestBeforeHello,
+    /// The client did not send its `Limits`.
+    #[error("the handshake did not send its limits")]
+    NoLimits,
+}
+
 /// Messages from the host to the local side. `Hello` is variant 0 forever.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum ServerMessage {
@@ -434,10 +506,7 @@ pub enum ServerMessage {
     /// Handshake complete: requests may follow.
     Welcome,
     /// The server refuses the connection and closes it.
-    Refused {
-        /// Why, for the user.
-        reason: String,
-    },
+    Refused(Refusal),
     /// The answer to [`ClientMessage::Request`] `id`.
     Response {
         /// The request's id.
@@ -472,4 +541,36 @@ pub enum ServerMessage {
         /// Most bytes wanted.
         max: u32,
     },
+}
+
+impl ServerMessage {
+    /// The message's variant name, for errors that report an unexpected one.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerMessage::Hello { .. } => "Hello",
+            ServerMessage::Welcome => "Welcome",
+            ServerMessage::Refused(_) => "Refused",
+            ServerMessage::Response { .. } => "Response",
+            ServerMessage::Output { .. } => "Output",
+            ServerMessage::CallLocal { .. } => "CallLocal",
+            ServerMessage::ReleaseLocal(_) => "ReleaseLocal",
+            ServerMessage::InputRequest { .. } => "InputRequest",
+        }
+    }
+}
+
+impl ClientMessage {
+    /// The message's variant name, for errors that report an unexpected one.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMessage::Hello { .. } => "Hello",
+            ClientMessage::AuthProof { .. } => "AuthProof",
+            ClientMessage::Interrupt => "Interrupt",
+            ClientMessage::Request { .. } => "Request",
+            ClientMessage::Release(_) => "Release",
+            ClientMessage::CallbackReply { .. } => "CallbackReply",
+            ClientMessage::Input(_) => "Input",
+            ClientMessage::Limits(_) => "Limits",
+        }
+    }
 }

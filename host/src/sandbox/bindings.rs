@@ -254,11 +254,19 @@ pub(crate) fn op_to_wit(op: wire::Op) -> wit::OpResult {
 /// the decoded message (for a large payload, from the frame it arrived in),
 /// with no intermediate owned copy.
 pub(crate) fn with_op_param<R>(op: &wire::Op, call: impl FnOnce(wit::OpParam<'_>) -> R) -> R {
-    use wire::Op as O;
     use wit::OpParam as W;
     if let Some(packed) = super::packed::pack_op(op) {
         return call(W::CallPacked(&packed));
     }
+    with_general_op_param(op, call)
+}
+
+/// [`with_op_param`] without the packed path: every op as its own variant,
+/// field for field what [`op_to_wit`] makes of it (a test holds the two
+/// conversions to agreement).
+fn with_general_op_param<R>(op: &wire::Op, call: impl FnOnce(wit::OpParam<'_>) -> R) -> R {
+    use wire::Op as O;
+    use wit::OpParam as W;
     match op {
         O::Ping => call(W::Ping),
         O::Eval(s) => call(W::Eval(s)),
@@ -499,6 +507,74 @@ pub(crate) fn inbound_to_wit(inbound: wire::Inbound) -> wit::Inbound {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRunner};
+
+    use super::*;
+
+    use crate::protocol::strategies::{OP_VARIANTS, cases, nodes, op, op_variant};
+
+    /// The two conversions of an op, owned (nested requests) and borrowed
+    /// (the `dispatch` export), as text: the generated types differ only in
+    /// their names' suffix.
+    fn both_forms(op: &wire::Op) -> (String, String) {
+        let owned = format!("{:?}", op_to_wit(op.clone()));
+        let borrowed = with_general_op_param(op, |param| format!("{param:?}"));
+        (
+            owned.replace("Result", "").replace("Param", ""),
+            borrowed.replace("Result", "").replace("Param", ""),
+        )
+    }
+
+    #[test]
+    fn owned_and_borrowed_conversions_of_every_op_agree() {
+        let mut runner = TestRunner::new(Config::with_cases(cases(512)));
+        runner
+            .run(&op(), |op| {
+                let (owned, borrowed) = both_forms(&op);
+                prop_assert_eq!(owned, borrowed, "{:?}", op);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn the_op_strategy_reaches_every_variant() {
+        let mut runner = TestRunner::deterministic();
+        let strategy = op();
+        let mut seen = [false; OP_VARIANTS];
+        for _ in 0..4000 {
+            let op = strategy.new_tree(&mut runner).unwrap().current();
+            seen[op_variant(&op)] = true;
+        }
+        let missing: Vec<usize> = (0..OP_VARIANTS).filter(|&i| !seen[i]).collect();
+        assert!(missing.is_empty(), "variants never generated: {missing:?}");
+    }
+
+    #[test]
+    fn values_survive_wire_to_wit_and_back() {
+        fn same(a: &wire::Node, b: &wire::Node) -> bool {
+            match (a, b) {
+                // NaN is not equal to itself; compare bits.
+                (wire::Node::Float(x), wire::Node::Float(y)) => x.to_bits() == y.to_bits(),
+                // A handle travelling back to the guest is a reference by id.
+                (wire::Node::Handle(h), wire::Node::Object(id)) => h.id == *id,
+                _ => a == b,
+            }
+        }
+        let mut runner = TestRunner::new(Config::with_cases(cases(256)));
+        runner
+            .run(&nodes(), |input| {
+                let back = value_from_wit(value_to_wit(wire::WireValue(input.clone())));
+                prop_assert_eq!(back.0.len(), input.len());
+                for (a, b) in input.iter().zip(&back.0) {
+                    prop_assert!(same(a, b), "{:?} became {:?}", a, b);
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
     use super::latin1_bytes;
 
     #[test]

@@ -371,7 +371,7 @@ impl host::Host for HostState {
 
 /// An instance that could not be created, and the link it would have used
 /// (so that the local side can be told why).
-pub(crate) struct Refusal {
+pub(crate) struct StartFailure {
     pub(crate) error: SandboxError,
     pub(crate) link: Box<dyn SessionLink>,
 }
@@ -403,14 +403,14 @@ impl Instance {
         pre: &AgentPre<HostState>,
         config: &SessionConfig,
         link: Box<dyn SessionLink>,
-    ) -> Result<Self, Refusal> {
+    ) -> Result<Self, StartFailure> {
         let mut wasi = WasiCtxBuilder::new();
         // No environment, no arguments, no network: only what is asked for.
         wasi.allow_ip_name_lookup(false)
             .allow_tcp(false)
             .allow_udp(false);
         if let Err(error) = super::mounts::check(&config.mounts) {
-            return Err(Refusal {
+            return Err(StartFailure {
                 error: error.into(),
                 link,
             });
@@ -427,7 +427,7 @@ impl Instance {
                     path: mount.host.clone(),
                     source: boxed(error),
                 };
-                return Err(Refusal {
+                return Err(StartFailure {
                     error: error.into(),
                     link,
                 });
@@ -490,7 +490,7 @@ impl Instance {
                 } else {
                     SandboxError::Instantiate(boxed(error))
                 };
-                return Err(Refusal {
+                return Err(StartFailure {
                     error,
                     link: state.link,
                 });

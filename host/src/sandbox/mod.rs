@@ -13,13 +13,6 @@ mod mounts;
 mod packed;
 mod serve;
 
-/// The WIT conversions, for the property tests.
-#[cfg(test)]
-pub(crate) mod fuzzing {
-    pub(crate) use super::bindings::{value_from_wit, value_to_wit};
-    pub(crate) use super::packed::pack_call;
-}
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +23,7 @@ use wasmtime::{Config, Engine};
 use crate::protocol::RequestedLimits;
 
 use instance::NoLink;
-pub(crate) use instance::{Instance, Refusal, SessionLink};
+pub(crate) use instance::{Instance, SessionLink, StartFailure};
 pub use mounts::{Mount, MountError, check as check_mounts};
 pub(crate) use serve::serve_session;
 
@@ -83,6 +76,31 @@ pub enum SandboxError {
     /// The session's thread could not be started.
     #[error("failed to start the session thread")]
     Thread(#[source] std::io::Error),
+    /// Setting the sandbox up panicked (a bug: please report it).
+    #[error("setting the sandbox up panicked")]
+    SetupPanicked,
+    /// The session's thread died before its instance existed (a bug).
+    #[error("the session thread died while starting")]
+    SessionThreadDied,
+}
+
+impl SandboxError {
+    /// What a server tells a client whose session could not start.
+    pub fn refusal(&self) -> crate::protocol::Refusal {
+        use crate::protocol::Refusal;
+        match self {
+            SandboxError::MemoryTooSmall {
+                limit_mib,
+                needed_mib,
+            } => Refusal::MemoryTooSmall {
+                limit_mib: *limit_mib as u64,
+                needed_mib: *needed_mib as u64,
+            },
+            other => Refusal::SessionFailed {
+                reason: crate::causes::chain(other),
+            },
+        }
+    }
 }
 
 pub(crate) fn boxed(error: wasmtime::Error) -> BoxError {
@@ -247,7 +265,7 @@ impl Sandbox {
         &self,
         config: &SessionConfig,
         link: Box<dyn SessionLink>,
-    ) -> Result<Instance, Refusal> {
+    ) -> Result<Instance, StartFailure> {
         Instance::new(&self.inner.engine, &self.inner.pre, config, link)
     }
 
@@ -256,7 +274,7 @@ impl Sandbox {
     pub fn check_session(&self, config: &SessionConfig) -> Result<(), SandboxError> {
         self.instantiate(config, Box::new(NoLink))
             .map(drop)
-            .map_err(|refusal| refusal.error)
+            .map_err(|failure| failure.error)
     }
 }
 

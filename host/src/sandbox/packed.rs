@@ -133,6 +133,49 @@ impl Marshal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Positional arguments of the kinds the packed form carries: plain
+    /// values and references to held objects.
+    fn packable_args() -> impl Strategy<Value = Vec<Node>> {
+        let node = prop_oneof![
+            Just(Node::None),
+            any::<bool>().prop_map(Node::Bool),
+            any::<i64>().prop_map(Node::Int),
+            prop_oneof![
+                Just(i32::MIN as i64),
+                Just(i32::MAX as i64 + 1),
+                Just(i64::MIN)
+            ]
+            .prop_map(Node::Int),
+            any::<f64>().prop_map(Node::Float),
+            ".{0,12}".prop_map(Node::Str),
+            proptest::collection::vec(any::<u8>(), 0..16).prop_map(|b| Node::Bytes(b.into())),
+            (0u64..1 << 40).prop_map(Node::Object),
+        ];
+        proptest::collection::vec(node, 0..12)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: crate::protocol::strategies::cases(256),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn calls_of_plain_arguments_always_pack(target in 0u64..1 << 40, items in packable_args()) {
+            let mut nodes = vec![Node::Tuple(items.len() as u32)];
+            nodes.extend(items);
+            let args = WireValue(nodes);
+            let call = Op::Call { target, args: args.clone(), kwargs: vec![] };
+            prop_assert!(pack_op(&call).is_some());
+            let method = Op::CallMethod { target, name: "m".into(), args: args.clone(), kwargs: vec![] };
+            prop_assert!(pack_op(&method).is_some());
+            // Keywords take the general path.
+            let keywords = Op::Call { target, args, kwargs: vec![("k".into(), WireValue::none())] };
+            prop_assert!(pack_op(&keywords).is_none());
+        }
+    }
 
     fn args(nodes: Vec<Node>) -> WireValue {
         let mut all = vec![Node::Tuple(nodes.len() as u32)];

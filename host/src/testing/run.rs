@@ -108,7 +108,7 @@ pub async fn run_suite(
         Some(
             tokio::task::spawn_blocking(move || Sandbox::new(config))
                 .await
-                .map_err(|e| Error::Closed(e.to_string()))??,
+                .map_err(|_| crate::SandboxError::SetupPanicked)??,
         )
     } else {
         None
@@ -243,12 +243,12 @@ struct Session {
 async fn open(shared: &Shared, target: &str) -> Result<Session, Error> {
     let con = match (&shared.sandbox, target) {
         (Some(sandbox), "embedded:") => {
-            sandbox
-                .connect_with(
-                    shared.options.session.clone(),
-                    shared.options.connection.clone(),
-                )
-                .await?
+            Connection::embedded_with(
+                sandbox,
+                shared.options.session.clone(),
+                shared.options.connection.clone(),
+            )
+            .await?
         }
         _ => crate::connect_with(target, shared.options.connection.clone()).await?,
     };

@@ -14,8 +14,23 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::Token;
 use super::{BlockingLink, LinkLimits, LinkStream, Stdio, TransportError};
-use crate::protocol::ServerMessage;
+use crate::protocol::{Refusal, ServerMessage};
 use crate::sandbox::{Instance, Sandbox, SandboxError, SessionConfig, SessionLink, serve_session};
+
+/// Why `pushy host --stdio` could not serve its session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The handshake or the link failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The session's instance could not be created.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// The session's thread panicked (a bug: please report it).
+    #[error("the session thread panicked")]
+    SessionPanicked,
+}
 
 /// Settings of a daemon.
 #[derive(Clone, Debug)]
@@ -97,10 +112,7 @@ pub async fn serve(
         let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "refused: too many connections in their handshake");
             if config.tls.is_none() {
-                refuse_at_once(
-                    &stream,
-                    "server busy: too many connections in their handshake",
-                );
+                refuse_at_once(&stream, Refusal::TooManyHandshakes);
             }
             continue;
         };
@@ -125,14 +137,14 @@ pub async fn serve(
 
 /// Tells a client why it is turned away before its handshake, without
 /// waiting for it: one small frame, written only if the socket takes it now.
-fn refuse_at_once(stream: &tokio::net::TcpStream, reason: &str) {
+fn refuse_at_once(stream: &tokio::net::TcpStream, refusal: Refusal) {
     use tokio_util::codec::Encoder;
     let mut codec = super::WireCodec::<crate::protocol::ClientMessage, ServerMessage>::new(1 << 16);
     let mut frame = bytes::BytesMut::new();
-    let refused = ServerMessage::Refused {
-        reason: reason.to_owned(),
-    };
-    if codec.encode(refused, &mut frame).is_ok() {
+    if codec
+        .encode(ServerMessage::Refused(refusal), &mut frame)
+        .is_ok()
+    {
         let _ = stream.try_write(&frame);
     }
 }
@@ -216,10 +228,9 @@ fn run_connection<S: LinkStream + 'static>(
     drop(slots.handshake);
     // A slot (and an instance) belongs to an authenticated session only.
     let Ok(permit) = slots.sessions.try_acquire_owned() else {
-        link.refuse(&format!(
-            "server busy: the limit of {} sessions is reached",
-            config.max_sessions
-        ));
+        link.refuse(Refusal::SessionLimit {
+            limit: u32::try_from(config.max_sessions).unwrap_or(u32::MAX),
+        });
         tracing::info!(%peer, "refused: session limit reached");
         return;
     };
@@ -245,7 +256,7 @@ fn run_connection<S: LinkStream + 'static>(
 /// `pushy host --stdio`: one session over this process's stdin and stdout,
 /// until the peer closes them. The parent that started us is trusted (it
 /// owns our pipes), so there is no token.
-pub fn serve_stdio(sandbox: &Sandbox, session: &SessionConfig) -> Result<(), crate::Error> {
+pub fn serve_stdio(sandbox: &Sandbox, session: &SessionConfig) -> Result<(), ServeError> {
     use std::os::fd::AsFd;
     let stdin = std::fs::File::from(
         std::io::stdin()
@@ -270,7 +281,7 @@ pub fn serve_stdio(sandbox: &Sandbox, session: &SessionConfig) -> Result<(), cra
     std::thread::Builder::new()
         .name("pushy-session".into())
         .stack_size(sandbox.session_stack_size())
-        .spawn(move || -> Result<(), crate::Error> {
+        .spawn(move || -> Result<(), ServeError> {
             let mut link = BlockingLink::new(stdio, LinkLimits::default());
             let asked = link.accept(None)?;
             let session = session.tightened(&asked);
@@ -278,9 +289,9 @@ pub fn serve_stdio(sandbox: &Sandbox, session: &SessionConfig) -> Result<(), cra
             serve_session(&mut instance);
             Ok(())
         })
-        .map_err(crate::sandbox::SandboxError::Thread)?
+        .map_err(SandboxError::Thread)?
         .join()
-        .unwrap_or_else(|_| Err(crate::Error::Closed("the session thread panicked".into())))
+        .unwrap_or(Err(ServeError::SessionPanicked))
 }
 
 /// Creates the session's instance after a successful handshake and welcomes
@@ -295,11 +306,11 @@ fn start_session(
             instance.link().send(ServerMessage::Welcome);
             Ok(instance)
         }
-        Err(mut refusal) => {
-            refusal.link.send(ServerMessage::Refused {
-                reason: refusal.error.to_string(),
-            });
-            Err(refusal.error)
+        Err(mut failure) => {
+            failure
+                .link
+                .send(ServerMessage::Refused(failure.error.refusal()));
+            Err(failure.error)
         }
     }
 }

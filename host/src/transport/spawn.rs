@@ -7,19 +7,49 @@ use std::sync::OnceLock;
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use super::{TransportError, start_stream};
-
-/// A spawned host may first compile the sandbox (seconds) or, over `ssh:`,
-/// receive its binary.
-const SPAWNED_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-use crate::client::{Connection, ConnectionConfig, Error};
+use super::dial::start_stream;
+use super::{ClientLink, DialOptions, SshError, TransportError};
 
 /// Environment variable naming the `pushy` program to start.
 pub const HOST_PROGRAM_ENV: &str = "PUSHY_HOST_PROGRAM";
 
+/// How `local:` and `ssh:` start their `pushy host --stdio`.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SpawnOptions {
+    /// The `pushy` program. `None`: `$PUSHY_HOST_PROGRAM`, else this
+    /// executable if it is `pushy`, else `pushy` on PATH.
+    pub program: Option<PathBuf>,
+    /// Extra arguments for `pushy host --stdio` (e.g. `--memory 64`).
+    pub host_args: Vec<String>,
+    /// Extra arguments for `ssh` (e.g. `-i KEY`).
+    pub ssh_options: Vec<String>,
+    /// Where `ssh:` keeps pushed binaries, as the remote shell expands it.
+    pub ssh_remote_dir: String,
+    /// The handshake's settings (no token: the parent owns the child's pipes).
+    pub dial: DialOptions,
+}
+
+impl Default for SpawnOptions {
+    fn default() -> Self {
+        SpawnOptions {
+            program: None,
+            host_args: Vec::new(),
+            ssh_options: Vec::new(),
+            ssh_remote_dir: "$HOME/.cache/pushy/bin".to_owned(),
+            dial: DialOptions {
+                // A spawned host may first compile the sandbox (seconds) or,
+                // over `ssh:`, receive its binary.
+                timeout: std::time::Duration::from_secs(120),
+                ..DialOptions::default()
+            },
+        }
+    }
+}
+
 /// The `pushy` binary to run as a host.
-fn host_program(config: &ConnectionConfig) -> PathBuf {
-    if let Some(program) = &config.host_program {
+fn host_program(options: &SpawnOptions) -> PathBuf {
+    if let Some(program) = &options.program {
         return program.clone();
     }
     if let Some(program) = std::env::var_os(HOST_PROGRAM_ENV) {
@@ -33,34 +63,52 @@ fn host_program(config: &ConnectionConfig) -> PathBuf {
     PathBuf::from("pushy")
 }
 
-fn spawn_error(what: &str, error: impl std::fmt::Display) -> Error {
+fn spawn_error(what: impl Into<String>, source: std::io::Error) -> TransportError {
     TransportError::Spawn {
-        what: what.to_owned(),
-        reason: error.to_string(),
+        what: what.into(),
+        source,
+    }
+}
+
+fn ssh_failed(target: &str, output: &std::process::Output) -> TransportError {
+    SshError::Failed {
+        target: target.to_owned(),
+        status: output.status.code(),
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
     }
     .into()
 }
 
 /// `local:`: a child `pushy host --stdio` on this machine.
-pub(crate) async fn connect_local(config: ConnectionConfig) -> Result<Connection, Error> {
-    let program = host_program(&config);
+pub async fn spawn_local(options: &SpawnOptions) -> Result<ClientLink, TransportError> {
+    let program = host_program(options);
     let mut child = Command::new(&program)
         .args(["host", "--stdio"])
-        .args(&config.host_args)
+        .args(&options.host_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| spawn_error(&format!("{} host --stdio", program.display()), e))?;
-    let stdin = child.stdin.take().expect("piped");
-    let stdout = child.stdout.take().expect("piped");
+        .map_err(|e| spawn_error(format!("{} host --stdio", program.display()), e))?;
+    let (stdin, stdout) = child_pipes(&mut child)?;
     widen_pipe(&stdin);
     widen_pipe(&stdout);
-    let timeout = config
-        .handshake_timeout
-        .unwrap_or(SPAWNED_HANDSHAKE_TIMEOUT);
-    start_stream(stdout, stdin, config, None, child, timeout).await
+    let dial = &options.dial;
+    start_stream(stdout, stdin, dial, child, dial.timeout).await
+}
+
+/// The child's stdin and stdout, which were asked to be piped.
+fn child_pipes(
+    child: &mut tokio::process::Child,
+) -> Result<(tokio::process::ChildStdin, tokio::process::ChildStdout), TransportError> {
+    match (child.stdin.take(), child.stdout.take()) {
+        (Some(stdin), Some(stdout)) => Ok((stdin, stdout)),
+        _ => Err(spawn_error(
+            "the host's pipes",
+            std::io::Error::other("the child has no stdin or stdout pipe"),
+        )),
+    }
 }
 
 /// Pipe capacity asked for: 16× Linux's default 64 KiB, so a large value
@@ -97,12 +145,12 @@ fn ssh_destination(target: &str) -> (String, Option<String>) {
     }
 }
 
-fn ssh_command(target: &str, config: &ConnectionConfig, remote: &str) -> Command {
+fn ssh_command(target: &str, options: &SpawnOptions, remote: &str) -> Command {
     let (destination, port) = ssh_destination(target);
     let mut command = Command::new("ssh");
     command
         .args(["-o", "BatchMode=yes"])
-        .args(&config.ssh_options);
+        .args(&options.ssh_options);
     if let Some(port) = port {
         command.args(["-p", &port]);
     }
@@ -111,7 +159,7 @@ fn ssh_command(target: &str, config: &ConnectionConfig, remote: &str) -> Command
 }
 
 /// SHA-256 of this host program, computed once per process.
-async fn program_hash(program: &Path) -> Result<String, Error> {
+async fn program_hash(program: &Path) -> Result<String, TransportError> {
     static HASHES: OnceLock<std::sync::Mutex<Vec<(PathBuf, String)>>> = OnceLock::new();
     let cache = HASHES.get_or_init(Default::default);
     if let Some((_, hash)) = cache
@@ -130,8 +178,8 @@ async fn program_hash(program: &Path) -> Result<String, Error> {
         Ok(hex::encode(hasher.finalize()))
     })
     .await
-    .map_err(|e| spawn_error("hashing", e))?
-    .map_err(|e| spawn_error(&format!("reading {}", program.display()), e))?;
+    .map_err(|e| spawn_error("hashing the host program", std::io::Error::other(e)))?
+    .map_err(|e| spawn_error(format!("reading {}", program.display()), e))?;
     cache
         .lock()
         .expect("hash lock")
@@ -143,83 +191,78 @@ async fn program_hash(program: &Path) -> Result<String, Error> {
 /// pushing this very binary there if the remote has no copy of it yet
 /// (zero-install, like Pushy). Copies live under a path keyed by the
 /// binary's hash, so different versions never mix.
-pub(crate) async fn connect_ssh(
-    target: &str,
-    config: ConnectionConfig,
-) -> Result<Connection, Error> {
-    let program = resolve_on_path(&host_program(&config));
+pub async fn spawn_ssh(target: &str, options: &SpawnOptions) -> Result<ClientLink, TransportError> {
+    let program = resolve_on_path(&host_program(options));
     let hash = program_hash(&program).await?;
-    let dir = &config.ssh_remote_dir;
+    let dir = &options.ssh_remote_dir;
     let remote = format!("{dir}/pushy-{}", &hash[..32]);
     let arch = std::env::consts::ARCH;
 
     // 1. Is the right binary there already? (exit 97: no; 98: other arch)
     let probe =
         format!("[ \"$(uname -m)\" = {arch} ] || exit 98; [ -x \"{remote}\" ] || exit 97; exit 0");
-    let output = ssh_command(target, &config, &probe)
+    let output = ssh_command(target, options, &probe)
         .stdin(Stdio::null())
         .output()
         .await
         .map_err(|e| spawn_error("ssh", e))?;
     match output.status.code() {
         Some(0) => {}
-        Some(97) => push_binary(target, &config, &program, dir, &remote).await?,
+        Some(97) => push_binary(target, options, &program, dir, &remote).await?,
         Some(98) => {
-            return Err(spawn_error(
-                &format!("pushy on {target}"),
-                format!("the remote is not {arch}; this binary cannot run there"),
-            ));
+            return Err(SshError::WrongArch {
+                target: target.to_owned(),
+                arch,
+            }
+            .into());
         }
-        _ => {
-            return Err(spawn_error(
-                &format!("ssh {target}"),
-                String::from_utf8_lossy(&output.stderr).trim(),
-            ));
-        }
+        _ => return Err(ssh_failed(target, &output)),
     }
 
     // 2. Run it.
     let mut run = format!("exec \"{remote}\" host --stdio");
-    for arg in &config.host_args {
+    for arg in &options.host_args {
         run.push(' ');
         run.push_str(&shell_quote(arg));
     }
-    let mut child = ssh_command(target, &config, &run)
+    let mut child = ssh_command(target, options, &run)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| spawn_error("ssh", e))?;
-    let stdin = child.stdin.take().expect("piped");
-    let stdout = child.stdout.take().expect("piped");
-    let timeout = config
-        .handshake_timeout
-        .unwrap_or(SPAWNED_HANDSHAKE_TIMEOUT);
-    start_stream(stdout, stdin, config, None, child, timeout).await
+    let (stdin, stdout) = child_pipes(&mut child)?;
+    let dial = &options.dial;
+    start_stream(stdout, stdin, dial, child, dial.timeout).await
 }
 
 async fn push_binary(
     target: &str,
-    config: &ConnectionConfig,
+    options: &SpawnOptions,
     program: &Path,
     dir: &str,
     remote: &str,
-) -> Result<(), Error> {
+) -> Result<(), TransportError> {
     tracing::info!(target, remote, "pushing pushy to the remote host");
     let script = format!(
         "umask 077 && mkdir -p \"{dir}\" && cat > \"{remote}.tmp.$$\" && chmod 700 \"{remote}.tmp.$$\" && mv \"{remote}.tmp.$$\" \"{remote}\""
     );
-    let mut child = ssh_command(target, config, &script)
+    let mut child = ssh_command(target, options, &script)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| spawn_error("ssh", e))?;
-    let mut stdin = child.stdin.take().expect("piped");
+    let Some(mut stdin) = child.stdin.take() else {
+        return Err(spawn_error(
+            "ssh",
+            std::io::Error::other("the child has no stdin pipe"),
+        ));
+    };
     let mut file = tokio::fs::File::open(program)
         .await
-        .map_err(|e| spawn_error(&format!("reading {}", program.display()), e))?;
+        .map_err(|e| spawn_error(format!("reading {}", program.display()), e))?;
     let copied = tokio::io::copy(&mut file, &mut stdin).await;
     drop(stdin);
     let output = child
@@ -230,10 +273,7 @@ async fn push_binary(
         return Err(spawn_error("pushing the binary", error));
     }
     if !output.status.success() {
-        return Err(spawn_error(
-            "pushing the binary",
-            String::from_utf8_lossy(&output.stderr).trim(),
-        ));
+        return Err(ssh_failed(target, &output));
     }
     Ok(())
 }

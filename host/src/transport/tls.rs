@@ -16,11 +16,27 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use super::TransportError;
-use super::blocking_link::LinkStream;
+use super::stream::LinkStream;
+use super::{TlsError, TransportError};
 
-fn tls_error(what: &str, path: &Path, error: impl std::fmt::Display) -> TransportError {
-    TransportError::Tls(format!("{what} {}: {error}", path.display()))
+fn tls_error(
+    what: &'static str,
+    path: &Path,
+    error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> TransportError {
+    TransportError::Tls(TlsError::File {
+        what,
+        path: path.to_owned(),
+        source: Some(error.into()),
+    })
+}
+
+fn tls_empty(what: &'static str, path: &Path) -> TransportError {
+    TransportError::Tls(TlsError::File {
+        what,
+        path: path.to_owned(),
+        source: None,
+    })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -34,16 +50,16 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls_error("bad certificate in", cert, e))?;
     if chain.is_empty() {
-        return Err(tls_error("no certificate in", cert, "empty"));
+        return Err(tls_empty("no certificate in", cert));
     }
     let key =
         PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error("cannot read the key", key, e))?;
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| TransportError::Tls(e.to_string()))?;
+        .map_err(TlsError::Config)?;
     Ok(Arc::new(config))
 }
 
@@ -59,11 +75,7 @@ pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, TransportEr
             .map_err(|e| tls_error("unusable certificate in", ca, e))?;
     }
     if roots.is_empty() {
-        return Err(tls_error(
-            "no certificate in",
-            ca,
-            "no PEM certificate found",
-        ));
+        return Err(tls_empty("no certificate in", ca));
     }
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
@@ -71,7 +83,7 @@ pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, TransportEr
     let verifier = TrustedCertificates { pinned, webpki };
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .map_err(TlsError::Config)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
@@ -166,8 +178,7 @@ impl TlsServerStream {
         config: Arc<rustls::ServerConfig>,
         socket: TcpStream,
     ) -> Result<Self, TransportError> {
-        let connection = rustls::ServerConnection::new(config)
-            .map_err(|e| TransportError::Tls(e.to_string()))?;
+        let connection = rustls::ServerConnection::new(config).map_err(TlsError::Config)?;
         Ok(TlsServerStream(rustls::StreamOwned::new(
             connection, socket,
         )))
@@ -190,7 +201,8 @@ impl Write for TlsServerStream {
     }
 }
 
-impl LinkStream for TlsServerStream {
+// SAFETY: the default `read_uninit` (zeroing first) is kept.
+unsafe impl LinkStream for TlsServerStream {
     fn poll_fd(&self) -> BorrowedFd<'_> {
         self.0.sock.as_fd()
     }

@@ -1,11 +1,11 @@
 //! The host's end of a byte-stream transport, driven synchronously by the
 //! session thread itself: it reads frames straight off the pipe or socket
 //! and writes replies straight back, with no thread hand-off per message.
+//! The server's handshake is in [`super::accept`], the session's view of
+//! the link (requests, replies, the interrupt scan) in [`super::session_link`].
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd};
+
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -13,12 +13,9 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use tokio_util::codec::Decoder;
 
 use super::codec::OutFrames;
-use super::{TransportError, WireCodec};
-use crate::protocol::{
-    CAPABILITIES, ClientMessage, PROTOCOL_VERSION, RequestedLimits, ServerMessage,
-};
-use crate::sandbox::SessionLink;
-use crate::transport::auth::{self, Token};
+use super::stream::LinkStream;
+use super::{Timeout, TransportError, WireCodec};
+use crate::protocol::{ClientMessage, ServerMessage};
 
 /// Timeouts and sizes of a host-side link.
 #[derive(Clone, Debug)]
@@ -41,91 +38,6 @@ impl Default for LinkLimits {
     }
 }
 
-/// A duplex byte stream a session thread can block on.
-pub(crate) trait LinkStream: Read + Write + Send {
-    /// The descriptor to wait on for readability.
-    fn poll_fd(&self) -> BorrowedFd<'_>;
-    /// Whether bytes are already buffered above the descriptor (TLS).
-    fn buffered(&mut self) -> bool {
-        false
-    }
-    /// Makes reads block for at most `timeout` (`None`: without limit), so
-    /// that waiting for the next request is the read itself, with no
-    /// `poll(2)` before it; a read that times out then fails with
-    /// `WouldBlock` or `TimedOut`. `false`: this stream cannot, poll first.
-    fn time_reads(&mut self, _timeout: Option<Duration>) -> bool {
-        false
-    }
-    /// Reads once into `buf`, which need not be initialised; returns how
-    /// many bytes at its start now are. The default zeroes `buf` first.
-    fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
-        buf.fill(MaybeUninit::new(0));
-        // SAFETY: every element was just initialised, and `MaybeUninit<u8>`
-        // has the layout of `u8`.
-        let buf = unsafe { &mut *(buf as *mut [MaybeUninit<u8>] as *mut [u8]) };
-        self.read(buf)
-    }
-}
-
-/// One `read(2)` on `fd` into possibly uninitialised memory: the kernel
-/// writes what it returns, so nothing needs zeroing first.
-fn read_fd(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
-    let (filled, _) = rustix::io::read(fd, buf)?;
-    Ok(filled.len())
-}
-
-impl LinkStream for std::net::TcpStream {
-    fn poll_fd(&self) -> BorrowedFd<'_> {
-        self.as_fd()
-    }
-
-    fn time_reads(&mut self, timeout: Option<Duration>) -> bool {
-        // SO_RCVTIMEO; zero would mean "no limit" to the kernel.
-        timeout != Some(Duration::ZERO) && self.set_read_timeout(timeout).is_ok()
-    }
-
-    fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
-        read_fd(self.as_fd(), buf)
-    }
-}
-
-/// This process's stdin and stdout as one stream.
-pub(crate) struct Stdio {
-    pub(crate) input: std::fs::File,
-    pub(crate) output: std::io::BufWriter<std::fs::File>,
-}
-
-impl Read for Stdio {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-
-impl Write for Stdio {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.output.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.output.flush()
-    }
-}
-
-impl LinkStream for Stdio {
-    fn poll_fd(&self) -> BorrowedFd<'_> {
-        self.input.as_fd()
-    }
-
-    fn time_reads(&mut self, timeout: Option<Duration>) -> bool {
-        // A pipe read can only block without limit.
-        timeout.is_none()
-    }
-
-    fn read_uninit(&mut self, buf: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
-        read_fd(self.input.as_fd(), buf)
-    }
-}
-
 /// Most read at once.
 const MAX_READ: usize = 256 * 1024;
 /// Less spare room than this (with a partial frame smaller than
@@ -140,11 +52,12 @@ pub(crate) struct BlockingLink<S> {
     read_buf: BytesMut,
     out: OutFrames,
     /// Messages read while looking for an interrupt, in order.
-    pending: VecDeque<ClientMessage>,
+    pub(super) pending: VecDeque<ClientMessage>,
     limits: LinkLimits,
     /// When the frame now in `read_buf` started to arrive.
     frame_started: Option<Instant>,
-    failed: Option<TransportError>,
+    /// Why the link stopped, once it did.
+    pub(super) failed: Option<TransportError>,
     /// How long to poll before blocking (see [`super::spin`]).
     spin: Duration,
     /// The limit the stream's reads were last given by `time_reads`
@@ -176,7 +89,10 @@ impl<S: LinkStream> BlockingLink<S> {
 
     /// Waits until the reader has data, at most `timeout`; polls for up to
     /// the spin budget first (see [`super::spin`]).
-    fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<bool, TransportError> {
+    pub(super) fn wait_readable(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<bool, TransportError> {
         if self.stream.buffered() {
             return Ok(true);
         }
@@ -247,7 +163,7 @@ impl<S: LinkStream> BlockingLink<S> {
     /// Once a frame's length is known the codec has reserved room for all of
     /// it, so a large payload lands where it is decoded from: no copy, no
     /// regrowth, and (for sockets and pipes) no zeroing beforehand.
-    fn fill(&mut self) -> Result<bool, TransportError> {
+    pub(super) fn fill(&mut self) -> Result<bool, TransportError> {
         let start = self.read_buf.len();
         let spare = self.read_buf.capacity() - start;
         // Inside a large frame the spare room is exactly what the frame still
@@ -282,7 +198,7 @@ impl<S: LinkStream> BlockingLink<S> {
     /// the wait — one system call per request, not two.
     fn fill_when_requested(&mut self) -> Result<bool, TransportError> {
         let idle = self.limits.idle_timeout;
-        let idle_too_long = || TransportError::Timeout("the connection was idle too long".into());
+        let idle_too_long = || TransportError::Timeout(Timeout::Idle);
         if !self.time_reads(idle) {
             if !self.wait_readable(idle)? {
                 return Err(idle_too_long());
@@ -305,7 +221,7 @@ impl<S: LinkStream> BlockingLink<S> {
         }
     }
 
-    fn decode(&mut self) -> Result<Option<ClientMessage>, TransportError> {
+    pub(super) fn decode(&mut self) -> Result<Option<ClientMessage>, TransportError> {
         let message = self.codec.decode(&mut self.read_buf)?;
         if message.is_some() {
             self.frame_started = if self.read_buf.is_empty() {
@@ -332,11 +248,9 @@ impl<S: LinkStream> BlockingLink<S> {
                         .limits
                         .frame_timeout
                         .checked_sub(started.elapsed())
-                        .ok_or_else(|| {
-                            TransportError::Timeout("a frame arrived too slowly".into())
-                        })?;
+                        .ok_or(TransportError::Timeout(Timeout::Frame))?;
                     if !self.wait_readable(Some(left))? {
-                        return Err(TransportError::Timeout("a frame arrived too slowly".into()));
+                        return Err(TransportError::Timeout(Timeout::Frame));
                     }
                     self.fill()?
                 }
@@ -364,151 +278,6 @@ impl<S: LinkStream> BlockingLink<S> {
         self.out.clear();
         Ok(())
     }
-
-    /// The server's side of the handshake up to, not including, `Welcome`
-    /// (sent once the session's instance exists, or a `Refused` saying why
-    /// it could not be made); `token` demands authentication. Returns the
-    /// limits the client asked for.
-    pub(crate) fn accept(
-        &mut self,
-        token: Option<&Token>,
-    ) -> Result<RequestedLimits, TransportError> {
-        let refuse = |link: &mut Self, reason: String, error: TransportError| {
-            let _ = link.write_message(ServerMessage::Refused { reason });
-            Err(error)
-        };
-        match self.read_message()? {
-            Some(ClientMessage::Hello { version, .. }) if version == PROTOCOL_VERSION => {}
-            Some(ClientMessage::Hello { version, .. }) => {
-                // Our Hello names our version, so the client can name both.
-                let _ = self.write_message(ServerMessage::Hello {
-                    version: PROTOCOL_VERSION,
-                    capabilities: Vec::new(),
-                    challenge: None,
-                });
-                let error = TransportError::VersionMismatch {
-                    client: version,
-                    server: PROTOCOL_VERSION,
-                };
-                return refuse(self, error.to_string(), error);
-            }
-            Some(_) => {
-                let reason = "a request arrived before the handshake".to_owned();
-                return refuse(self, reason.clone(), TransportError::Handshake(reason));
-            }
-            None => return Err(TransportError::PeerGone),
-        }
-        let challenge = token.map(|_| auth::challenge());
-        self.write_message(ServerMessage::Hello {
-            version: PROTOCOL_VERSION,
-            capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
-            challenge: challenge.clone(),
-        })?;
-        if let (Some(token), Some(challenge)) = (token, challenge) {
-            match self.read_message()? {
-                Some(ClientMessage::AuthProof { proof }) if token.verify(&challenge, &proof) => {}
-                Some(ClientMessage::AuthProof { .. }) => {
-                    let reason = "authentication failed: wrong token".to_owned();
-                    return refuse(
-                        self,
-                        reason,
-                        TransportError::AuthFailed("wrong token".into()),
-                    );
-                }
-                Some(_) => {
-                    let reason = "authentication failed: a token is required".to_owned();
-                    return refuse(
-                        self,
-                        reason,
-                        TransportError::AuthFailed("no proof sent".into()),
-                    );
-                }
-                None => return Err(TransportError::PeerGone),
-            }
-        }
-        match self.read_message()? {
-            Some(ClientMessage::Limits(limits)) => Ok(limits),
-            Some(_) => {
-                let reason = "the handshake did not send its limits".to_owned();
-                refuse(self, reason.clone(), TransportError::Handshake(reason))
-            }
-            None => Err(TransportError::PeerGone),
-        }
-    }
-
-    /// Refuses the connection after the handshake started (e.g. server full).
-    pub(crate) fn refuse(&mut self, reason: &str) {
-        let _ = self.write_message(ServerMessage::Refused {
-            reason: reason.to_owned(),
-        });
-    }
-}
-
-impl<S: LinkStream> SessionLink for BlockingLink<S> {
-    fn recv(&mut self) -> Option<ClientMessage> {
-        if self.failed.is_some() {
-            return None;
-        }
-        match self.read_message() {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::info!(%error, "closing the session's link");
-                self.failed = Some(error);
-                None
-            }
-        }
-    }
-
-    fn send(&mut self, message: ServerMessage) -> bool {
-        if self.failed.is_some() {
-            return false;
-        }
-        match self.write_message(message) {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::info!(%error, "the local side stopped reading");
-                self.failed = Some(error);
-                false
-            }
-        }
-    }
-
-    fn poll_interrupt(&mut self) -> bool {
-        if self.failed.is_some() {
-            // The local side is gone: stop burning CPU for it.
-            return true;
-        }
-        loop {
-            match self.wait_readable(Some(Duration::ZERO)) {
-                Ok(true) => {}
-                Ok(false) => return false,
-                Err(_) => return true,
-            }
-            match self.fill() {
-                Ok(true) => {}
-                // End of stream while a call runs: nobody will read the result.
-                Ok(false) => {
-                    self.failed = Some(TransportError::PeerGone);
-                    return true;
-                }
-                Err(error) => {
-                    self.failed = Some(error);
-                    return true;
-                }
-            }
-            loop {
-                match self.decode() {
-                    Ok(Some(ClientMessage::Interrupt)) => return true,
-                    Ok(Some(message)) => self.pending.push_back(message),
-                    Ok(None) => break,
-                    Err(error) => {
-                        self.failed = Some(error);
-                        return true;
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -516,6 +285,8 @@ mod tests {
     use super::*;
     use crate::protocol::{Node, Op, WireValue};
     use bytes::Bytes;
+    use std::io::{Read, Write};
+    use std::os::fd::{AsFd, BorrowedFd};
     use tokio_util::codec::Encoder;
 
     /// Hands out its bytes in chunks of awkward sizes, never more than asked.
@@ -545,7 +316,8 @@ mod tests {
         }
     }
 
-    impl LinkStream for Trickle {
+    // SAFETY: the default `read_uninit` is kept.
+    unsafe impl LinkStream for Trickle {
         fn poll_fd(&self) -> BorrowedFd<'_> {
             self.fd.as_fd()
         }
@@ -644,7 +416,7 @@ mod tests {
         let started = Instant::now();
         let err = link.read_message().unwrap_err();
         assert!(
-            matches!(&err, TransportError::Timeout(why) if why.contains("idle")),
+            matches!(&err, TransportError::Timeout(Timeout::Idle)),
             "{err:?}"
         );
         let waited = started.elapsed();
