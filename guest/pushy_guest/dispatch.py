@@ -109,30 +109,30 @@ class Session:
             Op_Execute: self._execute,
             Op_Define: self._define,
             Op_ImportModule: lambda op: importlib.import_module(op.value),
-            Op_GetAttr: lambda op: getattr(self.entries[op.value.target][0], op.value.name),
+            Op_GetAttr: lambda op: getattr(self.entries[op.value.target].obj, op.value.name),
             Op_SetAttr: self._set_attr,
-            Op_DelAttr: lambda op: delattr(self.entries[op.value.target][0], op.value.name),
+            Op_DelAttr: lambda op: delattr(self.entries[op.value.target].obj, op.value.name),
             Op_Call: self._call,
             Op_CallMethod: self._call_method,
             Op_CallPacked: self._call_packed,
-            Op_GetItem: lambda op: self.entries[op.value.target][0][self.decoder.decode(op.value.key)],
+            Op_GetItem: lambda op: self.entries[op.value.target].obj[self.decoder.decode(op.value.key)],
             Op_SetItem: self._set_item,
             Op_DelItem: self._del_item,
-            Op_Len: lambda op: len(self.entries[op.value][0]),
-            Op_Contains: lambda op: self.decoder.decode(op.value.key) in self.entries[op.value.target][0],
+            Op_Len: lambda op: len(self.entries[op.value].obj),
+            Op_Contains: lambda op: self.decoder.decode(op.value.key) in self.entries[op.value.target].obj,
             Op_Iter: self._iter,
             Op_Next: self._next,
-            Op_Repr: lambda op: repr(self.entries[op.value][0]),
-            Op_Str: lambda op: str(self.entries[op.value][0]),
-            Op_Truth: lambda op: bool(self.entries[op.value][0]),
-            Op_Hash: lambda op: hash(self.entries[op.value][0]),
+            Op_Repr: lambda op: repr(self.entries[op.value].obj),
+            Op_Str: lambda op: str(self.entries[op.value].obj),
+            Op_Truth: lambda op: bool(self.entries[op.value].obj),
+            Op_Hash: lambda op: hash(self.entries[op.value].obj),
             Op_Binary: self._binary,
             Op_Compare: lambda op: _COMPARE[op.value.op](
-                self.entries[op.value.target][0], self.decoder.decode(op.value.other)),
-            Op_Unary: lambda op: _UNARY[op.value.op](self.entries[op.value.target][0]),
-            Op_Dir: lambda op: tuple(dir(self.entries[op.value][0])),
+                self.entries[op.value.target].obj, self.decoder.decode(op.value.other)),
+            Op_Unary: lambda op: _UNARY[op.value.op](self.entries[op.value.target].obj),
+            Op_Dir: lambda op: tuple(dir(self.entries[op.value].obj)),
             Op_Obtain: lambda op: Encoded(self.encoder.obtain(
-                self.entries[op.value.target][0], op.value.max_items)),
+                self.entries[op.value.target].obj, op.value.max_items)),
             Op_Release: self._release,
             Op_TableSize: lambda op: len(self.table),
             Op_SetArgv: self._set_argv,
@@ -253,14 +253,14 @@ class Session:
 
     def _call(self, op: Op_Call) -> Any:
         args = op.value
-        target = self.entries[args.target][0]
+        target = self.entries[args.target].obj
         if args.kwargs:
             return target(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
         return target(*self.decoder.decode_args(args.args))
 
     def _call_method(self, op: Op_CallMethod) -> Any:
         args = op.value
-        method = getattr(self.entries[args.target][0], args.name)
+        method = getattr(self.entries[args.target].obj, args.name)
         if args.kwargs:
             return method(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
         return method(*self.decoder.decode_args(args.args))
@@ -271,38 +271,38 @@ class Session:
         if handles:
             args = list(args)
             for index in handles:
-                args[index] = entries[args[index]][0]
-        target = entries[target][0]
+                args[index] = entries[args[index]].obj
+        target = entries[target].obj
         if name is not None:
             target = getattr(target, name)
         return target(*args)
 
     def _set_attr(self, op: Op_SetAttr) -> None:
-        setattr(self.entries[op.value.target][0], op.value.name, self.decoder.decode(op.value.value))
+        setattr(self.entries[op.value.target].obj, op.value.name, self.decoder.decode(op.value.value))
 
     def _set_item(self, op: Op_SetItem) -> None:
-        target = self.entries[op.value.target][0]
+        target = self.entries[op.value.target].obj
         target[self.decoder.decode(op.value.key)] = self.decoder.decode(op.value.value)
 
     def _del_item(self, op: Op_DelItem) -> None:
-        del self.entries[op.value.target][0][self.decoder.decode(op.value.key)]
+        del self.entries[op.value.target].obj[self.decoder.decode(op.value.key)]
 
     def _iter(self, op: Op_Iter) -> tuple:
-        iterator = iter(self.entries[op.value.target][0])
+        iterator = iter(self.entries[op.value.target].obj)
         limit = max(1, op.value.max_items)
         items = tuple(islice(iterator, limit))
         done = len(items) < limit
         return (None if done else iterator, items, done)
 
     def _next(self, op: Op_Next) -> tuple:
-        iterator = self.entries[op.value.target][0]
+        iterator = self.entries[op.value.target].obj
         limit = max(1, op.value.max_items)
         items = tuple(islice(iterator, limit))
         return (items, len(items) < limit)
 
     def _binary(self, op: Op_Binary) -> Any:
         args = op.value
-        target = self.entries[args.target][0]
+        target = self.entries[args.target].obj
         other = self.decoder.decode(args.other)
         function = _BINARY[args.op]
         return function(other, target) if args.reflected else function(target, other)
