@@ -87,7 +87,7 @@ class Session:
     def __init__(self) -> None:
         self.table = ObjectTable()
         self.entries = self.table.entries
-        self.callbacks = CallbackProxies()
+        self.callbacks = CallbackProxies(self)
         self.encoder = Encoder(self.table)
         self.decoder = Decoder(self.table, self.callbacks.proxy)
         self.output = OutputBuffer(host.emit_output)
@@ -97,12 +97,6 @@ class Session:
         self._source_counter = 0
         self._code_cache: dict[tuple[str, str], Any] = {}
         self._seeded = False
-        callbacks = self.callbacks
-        callbacks.encode_args = self.encoder.encode
-        callbacks.encode_kwargs = self._encode_kwargs
-        callbacks.decode = self.decoder.decode
-        callbacks.dispatch = self.dispatch
-        callbacks.before_call = self.output.flush
         self.handlers: dict[type, Callable[[Any], Any]] = {
             Op_Ping: lambda op: None,
             Op_Eval: lambda op: eval(self._compile(op.value, "eval"), self.main.__dict__),
@@ -212,6 +206,20 @@ class Session:
         time.process_time_ns = process_time_ns
         time.process_time = process_time
 
+    # -- what the callback proxies need (callbacks.CallbackSession) ----------
+
+    def encode_args(self, args: tuple) -> list:
+        return self.encoder.encode(args)
+
+    def encode_kwargs(self, kwargs: dict) -> list:
+        return [(wit_text(str(key)), self.encoder.encode(value)) for key, value in kwargs.items()]
+
+    def decode(self, nodes: list) -> Any:
+        return self.decoder.decode(nodes)
+
+    def flush_output(self) -> None:
+        self.output.flush()
+
     # -- handlers -----------------------------------------------------------
 
     def _compile(self, source: str, mode: str) -> Any:
@@ -243,9 +251,6 @@ class Session:
             raise ValueError("source defines no function or class at top level")
         exec(self._compile(op.value, "exec"), self.main.__dict__)
         return self.main.__dict__[names[-1]]
-
-    def _encode_kwargs(self, kwargs: dict) -> list:
-        return [(wit_text(str(key)), self.encoder.encode(value)) for key, value in kwargs.items()]
 
     def _kwargs(self, pairs: list) -> dict:
         decode = self.decoder.decode
