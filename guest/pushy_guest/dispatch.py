@@ -418,13 +418,14 @@ def install_streams(session: Session) -> None:
     sys.__stderr__ = sys.stderr
     sys.stdin = sys.__stdin__ = input_stream(host.read_input, session.output.flush)
     _route_fd_writes(session.output)
-    _report_exit_status(session.output)
+    _route_process_exits(session.output)
     threads.install()
 
 
-def _report_exit_status(output: OutputBuffer) -> None:
-    """`os._exit(n)` ends the instance with status n: WASI's exit carries
-    only success or failure, so the host is told n first."""
+def _route_process_exits(output: OutputBuffer) -> None:
+    """`os._exit(n)` and `os.abort()` tell the host their status (n, 134)
+    before they end the instance: WASI's exit carries only success or
+    failure."""
     import posix
     wasi_exit = posix._exit
 

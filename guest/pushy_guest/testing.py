@@ -72,7 +72,11 @@ _tests: dict[str, _Test] = {}
 _fixtures = _Fixtures()
 
 
-def _exit_status(code: Any) -> int:
+def _script_status(code: Any) -> int:
+    """What a file without tests reports when `SystemExit(code)` ends its
+    loading: an int as given, None 0, anything else 1. Not
+    `dispatch.exit_status`, the status python3 gives the OS: a test that
+    asks for a nonzero status fails, even one a shell would see as 0 (256)."""
     if code is None:
         return 0
     if isinstance(code, int):
@@ -95,7 +99,7 @@ def load(source: str, filename: str, module_name: str) -> tuple:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             exec(compile(source, filename, "exec", dont_inherit=True), module.__dict__)
     except SystemExit as exit_request:
-        status = _exit_status(exit_request.code)
+        status = _script_status(exit_request.code)
     except BaseException as exc:  # noqa: BLE001 - reported as the file's error
         return ("error", _format(exc), out.getvalue(), err.getvalue())
     names: list[str] = []
