@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Bit positions of the opmask; the host's `opmask` module mirrors this list.
+# Bit positions of the opmask; the host's `protocol::opmask` names the bits it uses.
 OPMASK_DUNDERS = (
     "__call__", "__getitem__", "__setitem__", "__delitem__", "__len__",
     "__contains__", "__iter__", "__next__", "__enter__", "__exit__",
@@ -22,7 +22,10 @@ OPMASK_DUNDERS = (
 
 
 class InvalidHandle(LookupError):
-    """A handle id that this session never issued, or that was released."""
+    """A handle id that this session never issued, or that was released.
+
+    The host knows it by its qualified name (`protocol::INVALID_HANDLE_TYPE`):
+    moving or renaming it means changing that too."""
 
 
 class Entry:

@@ -16,7 +16,7 @@ pub(crate) const OBJECT_TOKEN: &str = "$pushy::Object";
 /// Newtype-struct name that marks a local callback in `Serialize`.
 pub(crate) const CALLBACK_TOKEN: &str = "$pushy::Callback";
 /// Deepest nesting accepted in either direction.
-pub(crate) const MAX_DEPTH: usize = 512;
+pub(crate) use crate::protocol::MAX_DEPTH;
 
 /// A value from the sandbox: immutable data by value, everything else as a
 /// [`RemoteObject`] handle.
