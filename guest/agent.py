@@ -1,10 +1,10 @@
 """Entry point of the guest component (componentize-py's app module).
 
 Importing this module is the component's pre-initialisation: it runs once at
-build time with the stdlib mounted, collects that stdlib into memory, imports
-the modules most scripts need, and creates the session state. The resulting
-memory image is snapshotted into the component, so every instance starts
-from here without touching a filesystem.
+build time with the stdlib mounted, collects that stdlib (and the agent's
+own modules) into memory, imports the modules most scripts need, and creates
+the session state. The resulting memory image is snapshotted into the
+component, so every instance starts from here without touching a filesystem.
 """
 
 import os
@@ -32,11 +32,16 @@ import urllib.parse, uuid, zipfile, zoneinfo  # noqa: E401,F401
 import email.message, email.mime.multipart, email.mime.text, email.utils  # noqa: E401,F401
 import http.client, xml.dom.minidom, xml.etree.ElementTree  # noqa: E401,F401
 import asyncio, concurrent.futures  # noqa: E401,F401
-import pushy_guest.testing  # noqa: F401  (for `pushy test`)
 
 import wit_world
 
 from pushy_guest.dispatch import Session, install_streams
+
+# The agent's own modules that are imported on demand (pushy_guest.testing,
+# for `pushy test`) are served from memory too: at run time the directories
+# componentize-py mounts to build the component are gone. Collected after the
+# imports above, which load as they always did.
+_store.collect(os.path.dirname(importer.__file__), prefix="pushy_guest.")
 
 _session = Session()
 install_streams(_session)

@@ -7,4 +7,6 @@ Modules, one job each:
   values     encoding Python objects to WIT nodes and back
   callbacks  proxies for callables on the local side (the trampoline)
   dispatch   one handler per operation; exceptions become data
+  threads    locks for an interpreter without threads
+  testing    the `pushy test` runner (a package, imported on demand)
 """

@@ -9,7 +9,7 @@ hand back through `resume` before asking again: a trampoline.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable
+from typing import Any, Protocol
 
 from wit_world.imports import host
 from wit_world.imports.types import Inbound_Done, ReleaseEntry, Reply_Ok
@@ -35,19 +35,39 @@ class LocalCallable:
         return f"<local callback {self._id}>"
 
 
+class CallbackSession(Protocol):
+    """What the proxies need from the session that owns them (`dispatch.Session`).
+
+    A protocol, not the objects themselves, because the dependency is
+    circular: the session's decoder makes proxies, and a proxy's call needs
+    the decoder for its result and the session's dispatcher for the nested
+    requests the trampoline hands it."""
+
+    def encode_args(self, args: tuple) -> list:
+        """A callback's positional arguments as value nodes."""
+
+    def encode_kwargs(self, kwargs: dict) -> list:
+        """A callback's keyword arguments as (name, value nodes) pairs."""
+
+    def decode(self, nodes: list) -> Any:
+        """A callback's result, from value nodes."""
+
+    def dispatch(self, op: Any) -> Any:
+        """Runs one nested request; returns its reply (never raises)."""
+
+    def flush_output(self) -> None:
+        """Hands buffered output to the host, so it comes before whatever
+        the local callback prints."""
+
+
 class CallbackProxies:
     """One proxy per local callback id; released to the local side in batches."""
 
-    def __init__(self) -> None:
+    def __init__(self, session: CallbackSession) -> None:
+        self._session = session
         self._live: "weakref.WeakValueDictionary[int, LocalCallable]" = weakref.WeakValueDictionary()
         # Releases not yet sent to the host; empty between operations.
         self.released: list[ReleaseEntry] = []
-        # Set by dispatch: (encode, encode_kwargs, decode, dispatch_op, flush_output).
-        self.encode_args: Callable[[tuple], list] = None  # type: ignore[assignment]
-        self.encode_kwargs: Callable[[dict], list] = None  # type: ignore[assignment]
-        self.decode: Callable[[list], Any] = None  # type: ignore[assignment]
-        self.dispatch: Callable[[Any], Any] = None  # type: ignore[assignment]
-        self.before_call: Callable[[], None] = None  # type: ignore[assignment]
 
     def proxy(self, callback_id: int) -> LocalCallable:
         proxy = self._live.get(callback_id)
@@ -62,17 +82,18 @@ class CallbackProxies:
         self.released.append(ReleaseEntry(callback_id, received[0]))
 
     def call(self, callback_id: int, args: tuple, kwargs: dict) -> Any:
-        self.before_call()
+        session = self._session
+        session.flush_output()
         # The encoder sends bytes as text (see values.Encoder): `list<u8>`
         # import arguments would leak as much as export results.
-        kwargs_nodes = self.encode_kwargs(kwargs)
-        inbound = host.call_local(callback_id, self.encode_args(args), kwargs_nodes)
+        kwargs_nodes = session.encode_kwargs(kwargs)
+        inbound = host.call_local(callback_id, session.encode_args(args), kwargs_nodes)
         while type(inbound) is not Inbound_Done:
-            reply = self.dispatch(inbound.value)
+            reply = session.dispatch(inbound.value)
             inbound = host.resume(reply)
         reply = inbound.value
         if type(reply) is Reply_Ok:
-            return self.decode(reply.value)
+            return session.decode(reply.value)
         error = reply.value
         raise CallbackError(f"{error.type_name}: {error.message}")
 

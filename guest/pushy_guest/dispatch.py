@@ -87,7 +87,7 @@ class Session:
     def __init__(self) -> None:
         self.table = ObjectTable()
         self.entries = self.table.entries
-        self.callbacks = CallbackProxies()
+        self.callbacks = CallbackProxies(self)
         self.encoder = Encoder(self.table)
         self.decoder = Decoder(self.table, self.callbacks.proxy)
         self.output = OutputBuffer(host.emit_output)
@@ -97,42 +97,36 @@ class Session:
         self._source_counter = 0
         self._code_cache: dict[tuple[str, str], Any] = {}
         self._seeded = False
-        callbacks = self.callbacks
-        callbacks.encode_args = self.encoder.encode
-        callbacks.encode_kwargs = self._encode_kwargs
-        callbacks.decode = self.decoder.decode
-        callbacks.dispatch = self.dispatch
-        callbacks.before_call = self.output.flush
         self.handlers: dict[type, Callable[[Any], Any]] = {
             Op_Ping: lambda op: None,
             Op_Eval: lambda op: eval(self._compile(op.value, "eval"), self.main.__dict__),
             Op_Execute: self._execute,
             Op_Define: self._define,
             Op_ImportModule: lambda op: importlib.import_module(op.value),
-            Op_GetAttr: lambda op: getattr(self.entries[op.value.target][0], op.value.name),
+            Op_GetAttr: lambda op: getattr(self.entries[op.value.target].obj, op.value.name),
             Op_SetAttr: self._set_attr,
-            Op_DelAttr: lambda op: delattr(self.entries[op.value.target][0], op.value.name),
+            Op_DelAttr: lambda op: delattr(self.entries[op.value.target].obj, op.value.name),
             Op_Call: self._call,
             Op_CallMethod: self._call_method,
             Op_CallPacked: self._call_packed,
-            Op_GetItem: lambda op: self.entries[op.value.target][0][self.decoder.decode(op.value.key)],
+            Op_GetItem: lambda op: self.entries[op.value.target].obj[self.decoder.decode(op.value.key)],
             Op_SetItem: self._set_item,
             Op_DelItem: self._del_item,
-            Op_Len: lambda op: len(self.entries[op.value][0]),
-            Op_Contains: lambda op: self.decoder.decode(op.value.key) in self.entries[op.value.target][0],
+            Op_Len: lambda op: len(self.entries[op.value].obj),
+            Op_Contains: lambda op: self.decoder.decode(op.value.key) in self.entries[op.value.target].obj,
             Op_Iter: self._iter,
             Op_Next: self._next,
-            Op_Repr: lambda op: repr(self.entries[op.value][0]),
-            Op_Str: lambda op: str(self.entries[op.value][0]),
-            Op_Truth: lambda op: bool(self.entries[op.value][0]),
-            Op_Hash: lambda op: hash(self.entries[op.value][0]),
+            Op_Repr: lambda op: repr(self.entries[op.value].obj),
+            Op_Str: lambda op: str(self.entries[op.value].obj),
+            Op_Truth: lambda op: bool(self.entries[op.value].obj),
+            Op_Hash: lambda op: hash(self.entries[op.value].obj),
             Op_Binary: self._binary,
             Op_Compare: lambda op: _COMPARE[op.value.op](
-                self.entries[op.value.target][0], self.decoder.decode(op.value.other)),
-            Op_Unary: lambda op: _UNARY[op.value.op](self.entries[op.value.target][0]),
-            Op_Dir: lambda op: tuple(dir(self.entries[op.value][0])),
+                self.entries[op.value.target].obj, self.decoder.decode(op.value.other)),
+            Op_Unary: lambda op: _UNARY[op.value.op](self.entries[op.value.target].obj),
+            Op_Dir: lambda op: tuple(dir(self.entries[op.value].obj)),
             Op_Obtain: lambda op: Encoded(self.encoder.obtain(
-                self.entries[op.value.target][0], op.value.max_items)),
+                self.entries[op.value.target].obj, op.value.max_items)),
             Op_Release: self._release,
             Op_TableSize: lambda op: len(self.table),
             Op_SetArgv: self._set_argv,
@@ -212,6 +206,20 @@ class Session:
         time.process_time_ns = process_time_ns
         time.process_time = process_time
 
+    # -- what the callback proxies need (callbacks.CallbackSession) ----------
+
+    def encode_args(self, args: tuple) -> list:
+        return self.encoder.encode(args)
+
+    def encode_kwargs(self, kwargs: dict) -> list:
+        return [(wit_text(str(key)), self.encoder.encode(value)) for key, value in kwargs.items()]
+
+    def decode(self, nodes: list) -> Any:
+        return self.decoder.decode(nodes)
+
+    def flush_output(self) -> None:
+        self.output.flush()
+
     # -- handlers -----------------------------------------------------------
 
     def _compile(self, source: str, mode: str) -> Any:
@@ -244,23 +252,20 @@ class Session:
         exec(self._compile(op.value, "exec"), self.main.__dict__)
         return self.main.__dict__[names[-1]]
 
-    def _encode_kwargs(self, kwargs: dict) -> list:
-        return [(wit_text(str(key)), self.encoder.encode(value)) for key, value in kwargs.items()]
-
     def _kwargs(self, pairs: list) -> dict:
         decode = self.decoder.decode
         return {key: decode(value) for key, value in pairs}
 
     def _call(self, op: Op_Call) -> Any:
         args = op.value
-        target = self.entries[args.target][0]
+        target = self.entries[args.target].obj
         if args.kwargs:
             return target(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
         return target(*self.decoder.decode_args(args.args))
 
     def _call_method(self, op: Op_CallMethod) -> Any:
         args = op.value
-        method = getattr(self.entries[args.target][0], args.name)
+        method = getattr(self.entries[args.target].obj, args.name)
         if args.kwargs:
             return method(*self.decoder.decode_args(args.args), **self._kwargs(args.kwargs))
         return method(*self.decoder.decode_args(args.args))
@@ -271,38 +276,38 @@ class Session:
         if handles:
             args = list(args)
             for index in handles:
-                args[index] = entries[args[index]][0]
-        target = entries[target][0]
+                args[index] = entries[args[index]].obj
+        target = entries[target].obj
         if name is not None:
             target = getattr(target, name)
         return target(*args)
 
     def _set_attr(self, op: Op_SetAttr) -> None:
-        setattr(self.entries[op.value.target][0], op.value.name, self.decoder.decode(op.value.value))
+        setattr(self.entries[op.value.target].obj, op.value.name, self.decoder.decode(op.value.value))
 
     def _set_item(self, op: Op_SetItem) -> None:
-        target = self.entries[op.value.target][0]
+        target = self.entries[op.value.target].obj
         target[self.decoder.decode(op.value.key)] = self.decoder.decode(op.value.value)
 
     def _del_item(self, op: Op_DelItem) -> None:
-        del self.entries[op.value.target][0][self.decoder.decode(op.value.key)]
+        del self.entries[op.value.target].obj[self.decoder.decode(op.value.key)]
 
     def _iter(self, op: Op_Iter) -> tuple:
-        iterator = iter(self.entries[op.value.target][0])
+        iterator = iter(self.entries[op.value.target].obj)
         limit = max(1, op.value.max_items)
         items = tuple(islice(iterator, limit))
         done = len(items) < limit
         return (None if done else iterator, items, done)
 
     def _next(self, op: Op_Next) -> tuple:
-        iterator = self.entries[op.value.target][0]
+        iterator = self.entries[op.value.target].obj
         limit = max(1, op.value.max_items)
         items = tuple(islice(iterator, limit))
         return (items, len(items) < limit)
 
     def _binary(self, op: Op_Binary) -> Any:
         args = op.value
-        target = self.entries[args.target][0]
+        target = self.entries[args.target].obj
         other = self.decoder.decode(args.other)
         function = _BINARY[args.op]
         return function(other, target) if args.reflected else function(target, other)
@@ -413,13 +418,14 @@ def install_streams(session: Session) -> None:
     sys.__stderr__ = sys.stderr
     sys.stdin = sys.__stdin__ = input_stream(host.read_input, session.output.flush)
     _route_fd_writes(session.output)
-    _report_exit_status(session.output)
+    _route_process_exits(session.output)
     threads.install()
 
 
-def _report_exit_status(output: OutputBuffer) -> None:
-    """`os._exit(n)` ends the instance with status n: WASI's exit carries
-    only success or failure, so the host is told n first."""
+def _route_process_exits(output: OutputBuffer) -> None:
+    """`os._exit(n)` and `os.abort()` tell the host their status (n, 134)
+    before they end the instance: WASI's exit carries only success or
+    failure."""
     import posix
     wasi_exit = posix._exit
 

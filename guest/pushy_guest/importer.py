@@ -1,4 +1,4 @@
-"""Serves the standard library from memory.
+"""Serves the standard library (and the agent's own modules) from memory.
 
 During pre-initialisation the stdlib is mounted at PYTHONHOME; we compile
 every module there and keep the marshalled code (and the zlib-compressed

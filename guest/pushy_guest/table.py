@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Bit positions of the opmask; the host's `opmask` module mirrors this list.
+# Bit positions of the opmask; the host's `protocol::opmask` names the bits it uses.
 OPMASK_DUNDERS = (
     "__call__", "__getitem__", "__setitem__", "__delitem__", "__len__",
     "__contains__", "__iter__", "__next__", "__enter__", "__exit__",
@@ -22,17 +22,33 @@ OPMASK_DUNDERS = (
 
 
 class InvalidHandle(LookupError):
-    """A handle id that this session never issued, or that was released."""
+    """A handle id that this session never issued, or that was released.
+
+    The host knows it by its qualified name (`protocol::INVALID_HANDLE_TYPE`):
+    moving or renaming it means changing that too."""
 
 
-class Entries(dict):
-    """handle id -> [object, times sent]; looking up an id that is not in
-    the table raises InvalidHandle (the per-call paths index it directly:
-    no Python frame per lookup)."""
+class Entry:
+    """One object of the table and how many times its handle was sent.
+
+    Slotted, so `entry.obj` reads as fast as indexing a list: the hot path,
+    a method call on a held handle, reads it once per call."""
+
+    __slots__ = ("obj", "count")
+
+    def __init__(self, obj: Any, count: int) -> None:
+        self.obj = obj
+        self.count = count
+
+
+class Entries(dict[int, Entry]):
+    """handle id -> Entry; looking up an id that is not in the table raises
+    InvalidHandle (the per-call paths index it directly: no Python frame
+    per lookup)."""
 
     __slots__ = ()
 
-    def __missing__(self, handle: int) -> Any:
+    def __missing__(self, handle: int) -> Entry:
         raise InvalidHandle(f"no object with handle {handle} in this session")
 
 
@@ -54,10 +70,10 @@ class ObjectTable:
         if handle is None:
             handle = self._next_id
             self._next_id += 1
-            self.entries[handle] = [obj, 1]
+            self.entries[handle] = Entry(obj, 1)
             self._ids[id(obj)] = handle
         else:
-            self.entries[handle][1] += 1
+            self.entries[handle].count += 1
         kind = type(obj)
         name = self._type_names.get(kind)
         if name is None:
@@ -67,16 +83,16 @@ class ObjectTable:
         return handle, name, self._opmasks[kind]
 
     def get(self, handle: int) -> Any:
-        return self.entries[handle][0]
+        return self.entries[handle].obj
 
     def release(self, handle: int, count: int) -> None:
         entry = self.entries.get(handle)
         if entry is None:
             return
-        entry[1] -= count
-        if entry[1] <= 0:
+        entry.count -= count
+        if entry.count <= 0:
             del self.entries[handle]
-            del self._ids[id(entry[0])]
+            del self._ids[id(entry.obj)]
 
 
 def qualified_name(kind: type) -> str:

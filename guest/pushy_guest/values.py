@@ -18,6 +18,8 @@ from wit_world.imports.types import (
 
 from .table import ObjectTable
 
+# Limits shared with the host: its `protocol` module has each under the same
+# name (tests/guest_constants.rs checks that they agree).
 # Nesting deeper than this is refused with ValueError before anything is sent.
 MAX_DEPTH = 200
 # Total str/bytes payload of one value; larger values are refused.

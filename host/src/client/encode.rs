@@ -12,7 +12,7 @@ use crate::protocol::{Node, WireValue, payload};
 pub(crate) const OBJECT_TOKEN: &str = "$pushy::Object";
 /// Newtype-struct name that marks a local callback in `Serialize`.
 pub(crate) const CALLBACK_TOKEN: &str = "$pushy::Callback";
-use super::value::MAX_DEPTH;
+use crate::protocol::MAX_DEPTH;
 
 /// Marks an int outside i64 (decimal text) for our serializer.
 pub(crate) const BIGINT_TOKEN: &str = "$pushy::BigInt";

@@ -10,8 +10,7 @@ use crate::transport::TransportError;
 
 use super::RemoteObject;
 
-/// Guest exception type raised for handle ids the session never issued.
-const INVALID_HANDLE_TYPE: &str = "pushy_guest.table.InvalidHandle";
+use crate::protocol::INVALID_HANDLE_TYPE;
 
 /// A Python exception raised in the sandbox.
 #[derive(Clone)]

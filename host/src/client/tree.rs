@@ -3,7 +3,7 @@
 //! without recursion.
 
 use super::error::ProtocolViolation;
-use super::value::MAX_DEPTH;
+use crate::protocol::MAX_DEPTH;
 use super::{Error, Value};
 use crate::protocol::{HandleInfo, Node, WireValue};
 

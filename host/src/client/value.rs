@@ -10,9 +10,6 @@ use super::encode::BIGINT_TOKEN;
 use super::{Error, RemoteObject};
 use crate::protocol::payload;
 
-/// Deepest nesting accepted in either direction.
-pub(crate) const MAX_DEPTH: usize = 512;
-
 /// A value from the sandbox: immutable data by value, everything else as a
 /// [`RemoteObject`] handle.
 #[derive(Clone, Debug)]

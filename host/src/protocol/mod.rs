@@ -15,6 +15,36 @@ pub(crate) mod strategies;
 /// Version of this protocol; both ends must agree during the handshake.
 pub const PROTOCOL_VERSION: u32 = 3;
 
+/// Deepest nesting of a value, in either direction: a deeper value is
+/// refused with an error before anything is sent.
+///
+/// The guest mirrors it as `MAX_DEPTH` in `guest/pushy_guest/values.py`
+/// (`tests/guest_constants.rs` checks that the two agree). It is 200 because
+/// of the guest's recursion: it encodes and decodes one Python frame per
+/// level, on top of whatever stack the user's code holds (a callback's nested
+/// request is dispatched inside the user's frames), all within Python's
+/// recursion limit of 1,000 frames.
+pub const MAX_DEPTH: usize = 200;
+
+/// Most `str`/`bytes` payload, in bytes, of one value the guest sends; it
+/// refuses a larger one with `ValueTooLarge` (a `ValueError`).
+///
+/// Mirrors `MAX_VALUE_BYTES` in `guest/pushy_guest/values.py`; the host
+/// sizes how much the guest may hand it in one call from it.
+pub const MAX_VALUE_BYTES: usize = 256 << 20;
+
+/// Most nodes of one value the guest sends; it refuses more with
+/// `ValueTooLarge`.
+///
+/// Mirrors `MAX_VALUE_NODES` in `guest/pushy_guest/values.py`; the host
+/// sizes how much the guest may hand it in one call from it.
+pub const MAX_VALUE_NODES: usize = 4 << 20;
+
+/// Qualified name of the guest exception raised for a handle id the session
+/// never issued or already released (`InvalidHandle` in
+/// `guest/pushy_guest/table.py`); the client turns it into its own error.
+pub const INVALID_HANDLE_TYPE: &str = "pushy_guest.table.InvalidHandle";
+
 /// Bit positions of [`HandleInfo::opmask`]: the dunders an object's type has.
 ///
 /// Mirrors `OPMASK_DUNDERS` in `guest/pushy_guest/table.py`.

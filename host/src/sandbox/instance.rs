@@ -10,14 +10,15 @@ use wasmtime_wasi::{DirPerms, FilePerms, WasiCtx, WasiCtxBuilder, WasiCtxView, W
 use super::bindings::{self, Agent, AgentPre, host, wit};
 use super::{MountError, SandboxError, SessionConfig, boxed};
 use crate::protocol::{
-    ClientMessage, Failure, Inbound, Op, OutputStream, ReleaseEntry, Reply, ServerMessage,
+    ClientMessage, Failure, Inbound, MAX_VALUE_BYTES, MAX_VALUE_NODES, Op, OutputStream,
+    ReleaseEntry, Reply, ServerMessage,
 };
 
 /// Bytes the guest may hand the host in one call (wasmtime's default is
-/// 128 MiB): a value of the largest payload the guest sends (256 MiB, see
-/// `MAX_VALUE_BYTES` in `guest/pushy_guest/values.py`) and of the most nodes
-/// (`MAX_VALUE_NODES`, 32 bytes each in the canonical ABI) must fit.
-const HOSTCALL_FUEL: usize = (256 << 20) + (4 << 20) * 32 + (16 << 20);
+/// 128 MiB): a value of the largest payload the guest sends
+/// ([`MAX_VALUE_BYTES`]) and of the most nodes ([`MAX_VALUE_NODES`], 32 bytes
+/// each in the canonical ABI) must fit.
+const HOSTCALL_FUEL: usize = MAX_VALUE_BYTES + MAX_VALUE_NODES * 32 + (16 << 20);
 
 /// Most bytes of stdin asked for in one message.
 const MAX_INPUT_READ: u32 = 64 * 1024;
