@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from wit_world.imports import host
 from wit_world.imports.types import (
-    BinaryOp, CompareOp, ErrorInfo, HandleInfo, Op_Binary, Op_Call, Op_CallMethod, Op_CallPacked,
+    BinaryOp, CompareOp, ErrorInfo, ErrorKind, HandleInfo, Op_Binary, Op_Call, Op_CallMethod, Op_CallPacked,
     Op_Compare, Op_Contains, Op_Define, Op_DelAttr, Op_DelItem, Op_Dir,
     Op_Eval, Op_Execute, Op_GetAttr, Op_GetItem, Op_Hash, Op_ImportModule,
     Op_Iter, Op_Len, Op_Next, Op_Obtain, Op_Ping, Op_Release, Op_Repr,
@@ -36,7 +36,7 @@ from wit_world.imports.types import Node_Int
 from . import threads
 from .callbacks import CallbackProxies
 from .streams import OutputBuffer, OutputStream, input_stream
-from .table import ObjectTable, qualified_name, wit_text
+from .table import InvalidHandle, ObjectTable, qualified_name, wit_text
 from .values import _INT_MAX, _INT_MIN, _NONE, Decoder, Encoder
 
 _OUR_DIR = os.path.dirname(__file__)
@@ -71,7 +71,8 @@ _UNARY = {
 # Prepared at import: when memory is exhausted we may not be able to build it later.
 _FALLBACK = Reply_Error(ErrorInfo("builtins.MemoryError", ["builtins.Exception",
                         "builtins.BaseException", "builtins.object"],
-                        "the guest failed while reporting an error", "", None))
+                        "the guest failed while reporting an error", "", None,
+                        ErrorKind.EXCEPTION))
 
 
 class Encoded:
@@ -182,7 +183,8 @@ class Session:
             info = None
         return ErrorInfo(
             qualified_name(kind), [qualified_name(base) for base in kind.__mro__[1:]],
-            wit_text(message[:_MAX_ERROR_TEXT]), wit_text(text[-_MAX_ERROR_TEXT:]), info)
+            wit_text(message[:_MAX_ERROR_TEXT]), wit_text(text[-_MAX_ERROR_TEXT:]), info,
+            ErrorKind.INVALID_HANDLE if isinstance(exc, InvalidHandle) else ErrorKind.EXCEPTION)
 
     def _seed(self) -> None:
         """Fresh entropy for this session: the snapshot's seed is shared.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::encode::{CALLBACK_TOKEN, encode};
 use super::shared::Shared;
 use super::{Error, Value};
-use crate::protocol::{ErrorInfo, Kwargs, ReleaseEntry, Reply, WireValue};
+use crate::protocol::{ErrorInfo, ErrorKind, Kwargs, ReleaseEntry, Reply, WireValue};
 
 /// Type name the guest sees for errors returned by a callback.
 pub const CALLBACK_ERROR_TYPE: &str = "pushy.CallbackError";
@@ -131,6 +131,7 @@ fn error_reply(message: String) -> Reply {
         traceback: String::new(),
         exception: None,
         memory_limit_hit: false,
+        kind: ErrorKind::Exception,
     })
 }
 

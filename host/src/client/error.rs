@@ -4,13 +4,11 @@ use std::fmt;
 
 use std::sync::Arc;
 
-use crate::protocol::{ErrorInfo, Failure, Refusal};
+use crate::protocol::{ErrorInfo, ErrorKind, Failure, Refusal};
 use crate::sandbox::SandboxError;
 use crate::transport::TransportError;
 
 use super::RemoteObject;
-
-use crate::protocol::INVALID_HANDLE_TYPE;
 
 /// A Python exception raised in the sandbox.
 #[derive(Clone)]
@@ -217,7 +215,7 @@ impl Error {
     }
 
     pub(crate) fn from_python(info: ErrorInfo, exception: Option<RemoteObject>) -> Self {
-        if info.type_name == INVALID_HANDLE_TYPE {
+        if info.kind == ErrorKind::InvalidHandle {
             return Error::InvalidHandle(info.message);
         }
         Error::Python(Box::new(PythonError {
@@ -241,6 +239,54 @@ impl From<Failure> for Error {
             Failure::BadRequest(message) => Error::BadArgument(message),
             Failure::Interrupted => Error::Interrupted,
             Failure::Exited { status } => Error::Exited { status },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each way a session ends maps to its own variant: a caller can tell a
+    /// trap from a limit, an interrupt or an exit without reading text.
+    #[test]
+    fn every_failure_has_its_own_variant() {
+        let cases = [
+            (Failure::TimeLimit { limit_ms: 5 }, "TimeLimit"),
+            (Failure::MemoryLimit { limit_bytes: 5 }, "MemoryLimit"),
+            (
+                Failure::Trapped {
+                    reason: "wasm trap: unreachable".into(),
+                },
+                "Trapped",
+            ),
+            (
+                Failure::Terminated {
+                    reason: "earlier".into(),
+                },
+                "SessionTerminated",
+            ),
+            (Failure::BadRequest("no".into()), "BadArgument"),
+            (Failure::Interrupted, "Interrupted"),
+            (Failure::Exited { status: 3 }, "Exited"),
+        ];
+        for (failure, variant) in cases {
+            let error = Error::from(failure);
+            let got = match &error {
+                Error::TimeLimit { limit_ms: 5 } => "TimeLimit",
+                Error::MemoryLimit { limit_bytes: 5 } => "MemoryLimit",
+                Error::Trapped { reason } if reason.contains("unreachable") => "Trapped",
+                Error::SessionTerminated { .. } => "SessionTerminated",
+                Error::BadArgument(_) => "BadArgument",
+                Error::Interrupted => "Interrupted",
+                Error::Exited { status: 3 } => "Exited",
+                _ => "something else",
+            };
+            assert_eq!(got, variant, "{error:?}");
+            assert!(
+                !error.session_survives() || variant == "BadArgument",
+                "{error:?}"
+            );
         }
     }
 }

@@ -3,8 +3,8 @@
 //! without recursion.
 
 use super::error::ProtocolViolation;
-use crate::protocol::MAX_DEPTH;
 use super::{Error, Value};
+use crate::protocol::MAX_DEPTH;
 use crate::protocol::{HandleInfo, Node, WireValue};
 
 /// Builds a value tree from pre-order nodes without recursion; `adopt`

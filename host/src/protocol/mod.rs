@@ -42,7 +42,8 @@ pub const MAX_VALUE_NODES: usize = 4 << 20;
 
 /// Qualified name of the guest exception raised for a handle id the session
 /// never issued or already released (`InvalidHandle` in
-/// `guest/pushy_guest/table.py`); the client turns it into its own error.
+/// `guest/pushy_guest/table.py`), as its error reports it; the client
+/// recognises such errors by [`ErrorKind::InvalidHandle`], not by this name.
 pub const INVALID_HANDLE_TYPE: &str = "pushy_guest.table.InvalidHandle";
 
 /// Bit positions of [`HandleInfo::opmask`]: the dunders an object's type has.
@@ -317,8 +318,20 @@ pub struct ErrorInfo {
     pub exception: Option<HandleInfo>,
     /// Whether the session's memory limit refused an allocation during the
     /// call (a `MemoryError` then came from the limit, not from the code).
-    #[serde(default)]
     pub memory_limit_hit: bool,
+    /// What kind of failure it is.
+    pub kind: ErrorKind,
+}
+
+/// What an error reply reports.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An exception raised by Python code.
+    #[default]
+    Exception,
+    /// A handle id the session never issued or already released.
+    InvalidHandle,
 }
 
 /// What Python made of an operation.

@@ -477,6 +477,10 @@ pub(crate) fn reply_from_wit(reply: wit::Reply) -> wire::Reply {
             traceback: e.traceback,
             exception: e.exception.map(handle_from_wit),
             memory_limit_hit: false,
+            kind: match e.kind {
+                wit::ErrorKind::Exception => wire::ErrorKind::Exception,
+                wit::ErrorKind::InvalidHandle => wire::ErrorKind::InvalidHandle,
+            },
         }),
     }
 }
@@ -494,6 +498,10 @@ pub(crate) fn reply_to_wit(reply: wire::Reply) -> wit::Reply {
                 type_name: h.type_name,
                 opmask: h.opmask,
             }),
+            kind: match e.kind {
+                wire::ErrorKind::Exception => wit::ErrorKind::Exception,
+                wire::ErrorKind::InvalidHandle => wit::ErrorKind::InvalidHandle,
+            },
         }),
     }
 }
