@@ -23,7 +23,6 @@
 //! - [`sandbox`]: engine, compiled-component cache, instances, limits, the session loop.
 //! - [`transport`]: frames (postcard in length-prefixed frames), handshake and
 //!   authentication, `local:`/`ssh:` children, the `pushy serve` daemon.
-//! - [`testing`]: `pushy test` — discovery, parallel runs over targets, JUnit XML.
 //! - `client`: [`Connection`], [`RemoteObject`], [`Value`], callbacks, targets (re-exported here).
 //! - [`blocking`]: the same API for code without an async runtime.
 
@@ -33,7 +32,6 @@ mod client;
 mod fuzz;
 pub mod protocol;
 pub mod sandbox;
-pub mod testing;
 pub mod transport;
 
 /// Byte payloads of [`Value::Bytes`] (re-exported from the `bytes` crate).

@@ -28,6 +28,7 @@ macro_rules! err {
 }
 
 mod repl;
+mod testing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -579,7 +580,7 @@ async fn serve_command(args: ServeArgs) -> ExitCode {
 }
 
 async fn test_command(args: TestArgs) -> ExitCode {
-    use pushy::testing::{Summary, TestOptions, discover, junit_xml, run_suite};
+    use testing::{Summary, TestOptions, discover, junit_xml, run_suite};
     use std::io::IsTerminal;
     let session = match args.limits.session_config() {
         Ok(session) => session,

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::{Outcome, TestResult};
-use crate::{
-    Connection, ConnectionConfig, Error, OutputMode, RemoteObject, Sandbox, SessionConfig, Value,
+use pushy::{
+    Connection, ConnectionConfig, Error, OutputMode, RemoteObject, Sandbox, SandboxConfig,
+    SessionConfig, Value,
 };
 
 /// What `pushy test` was asked to do.
@@ -101,10 +102,8 @@ pub async fn run_suite(
     }
     options.connection.output = OutputMode::Discard;
     let sandbox = if options.targets.iter().any(|t| t == "embedded:") {
-        let config = crate::SandboxConfig {
-            session: options.session.clone(),
-            ..Default::default()
-        };
+        let mut config = SandboxConfig::default();
+        config.session = options.session.clone();
         Some(
             tokio::task::spawn_blocking(move || Sandbox::new(config))
                 .await
@@ -250,7 +249,7 @@ async fn open(shared: &Shared, target: &str) -> Result<Session, Error> {
                 )
                 .await?
         }
-        _ => crate::connect_with(target, shared.options.connection.clone()).await?,
+        _ => pushy::connect_with(target, shared.options.connection.clone()).await?,
     };
     let runner = con.import("pushy_guest.testing").await?;
     Ok(Session { _con: con, runner })
