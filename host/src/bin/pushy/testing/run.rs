@@ -1,19 +1,17 @@
-//! Running test files: each in a fresh session, `jobs` at once, spread over
-//! the targets; a target that dies has its unfinished files retried on the
-//! others.
+//! Scheduling test files: each in a fresh session (`file`), `jobs` at once,
+//! spread over the targets; a target that dies has its unfinished files
+//! retried on the others.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use pushy::{ConnectionConfig, Error, OutputMode, Sandbox, SandboxConfig, SessionConfig};
 use tokio::sync::mpsc;
 
+use super::file::{file_error, run_file};
 use super::{Outcome, TestResult};
-use pushy::{
-    Connection, ConnectionConfig, Error, OutputMode, RemoteObject, Sandbox, SandboxConfig,
-    SessionConfig, Value,
-};
 
 /// What `pushy test` was asked to do.
 #[derive(Clone, Debug)]
@@ -80,15 +78,18 @@ impl FileReport {
 }
 
 /// A target that stopped answering: the file goes back in the queue.
-struct TargetDied(String);
+pub(super) struct TargetDied(pub(super) String);
 
-struct Shared {
+/// What the workers share.
+pub(super) struct Shared {
     queue: Mutex<VecDeque<(PathBuf, Vec<String>)>>,
     /// Targets that died, with the last error seen on each.
     dead: Mutex<HashMap<String, String>>,
-    stop: AtomicBool,
-    options: TestOptions,
-    sandbox: Option<Sandbox>,
+    /// Set by `--fail-fast` at the first failure.
+    pub(super) stop: AtomicBool,
+    pub(super) options: TestOptions,
+    /// The sandbox of `embedded:` sessions, when a target is `embedded:`.
+    pub(super) sandbox: Option<Sandbox>,
 }
 
 /// Runs `files`; `on_file` sees each file's report as it finishes.
@@ -210,325 +211,4 @@ fn every_target_died(targets: &[String], dead: &HashMap<String, String>) -> Stri
         })
         .collect();
     format!("every target died: {}", reasons.join("; "))
-}
-
-fn file_error(file: &Path, name: &str, outcome: Outcome, message: String) -> TestResult {
-    TestResult {
-        file: file.to_owned(),
-        name: name.to_owned(),
-        outcome,
-        message,
-        traceback: String::new(),
-        stdout: String::new(),
-        stderr: String::new(),
-        seconds: 0.0,
-    }
-}
-
-/// Errors that mean the target, not the test, is gone.
-fn target_gone(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Transport(_) | Error::Closed(_) | Error::Sandbox(_) | Error::UnsupportedTarget(_)
-    )
-}
-
-/// A session with the test runner loaded.
-struct Session {
-    _con: Connection,
-    runner: RemoteObject,
-}
-
-async fn open(shared: &Shared, target: &str) -> Result<Session, Error> {
-    let con = match (&shared.sandbox, target) {
-        (Some(sandbox), "embedded:") => {
-            sandbox
-                .connect_with(
-                    shared.options.session.clone(),
-                    shared.options.connection.clone(),
-                )
-                .await?
-        }
-        _ => pushy::connect_with(target, shared.options.connection.clone()).await?,
-    };
-    let runner = con.import("pushy_guest.testing").await?;
-    Ok(Session { _con: con, runner })
-}
-
-fn text(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::Str(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
-
-/// Outcome of a call that ended its session.
-fn fatal_outcome(error: &Error) -> Outcome {
-    match error {
-        Error::TimeLimit { .. } => Outcome::TimedOut,
-        Error::MemoryLimit { .. } => Outcome::OutOfMemory,
-        Error::Python(e) if e.is_instance("MemoryError") => Outcome::OutOfMemory,
-        _ => Outcome::Error,
-    }
-}
-
-async fn load(session: &Session, source: &str, file: &Path, module: &str) -> Result<Value, Error> {
-    let filename = file.display().to_string();
-    session
-        .runner
-        .call_method("load", &(source, filename, module))
-        .await
-}
-
-/// One `(name, outcome, message, traceback, stdout, stderr, seconds)` from the guest.
-fn guest_result(file: &Path, value: &Value) -> TestResult {
-    let Value::Tuple(parts) = value else {
-        return file_error(
-            file,
-            "<runner>",
-            Outcome::Error,
-            format!("unexpected {value:?}"),
-        );
-    };
-    let outcome = match text(parts.get(1)).as_str() {
-        "passed" => Outcome::Passed,
-        "failed" => Outcome::Failed,
-        "skipped" => Outcome::Skipped,
-        "memory" => Outcome::OutOfMemory,
-        _ => Outcome::Error,
-    };
-    TestResult {
-        file: file.to_owned(),
-        name: text(parts.first()),
-        outcome,
-        message: text(parts.get(2)),
-        traceback: text(parts.get(3)),
-        stdout: text(parts.get(4)),
-        stderr: text(parts.get(5)),
-        seconds: parts
-            .get(6)
-            .and_then(|v| v.extract::<f64>().ok())
-            .unwrap_or(0.0),
-    }
-}
-
-/// The results a `run` call (at least one) or a `finish` call (maybe none)
-/// gave: a tuple of results.
-fn guest_results(file: &Path, name: &str, value: &Value, at_least: usize) -> Vec<TestResult> {
-    match value {
-        Value::Tuple(results) if results.len() >= at_least => {
-            results.iter().map(|r| guest_result(file, r)).collect()
-        }
-        other => vec![file_error(
-            file,
-            name,
-            Outcome::Error,
-            format!("unexpected {other:?}"),
-        )],
-    }
-}
-
-/// A fresh session with the file loaded again, after a test ended the last one.
-async fn reload(
-    shared: &Shared,
-    target: &str,
-    source: &str,
-    file: &Path,
-    module: &str,
-) -> Result<Session, Error> {
-    let fresh = open(shared, target).await?;
-    load(&fresh, source, file, module).await?;
-    Ok(fresh)
-}
-
-/// Runs one file into `report`: its selected tests one call each, then the
-/// teardown of what is still set up.
-async fn run_file(
-    shared: &Shared,
-    report: &mut FileReport,
-    target: &str,
-) -> Result<(), TargetDied> {
-    let died = |e: Error| TargetDied(e.with_causes());
-    let file = report.file.clone();
-    let file = file.as_path();
-    let stopped = || shared.stop.load(Ordering::Relaxed);
-    if stopped() {
-        report.ran = false;
-        return Ok(());
-    }
-    let source = match std::fs::read_to_string(file) {
-        Ok(source) => source,
-        Err(e) => {
-            report.results.push(file_error(
-                file,
-                "<file>",
-                Outcome::Error,
-                format!("cannot read: {e}"),
-            ));
-            return Ok(());
-        }
-    };
-    let module = file
-        .file_stem()
-        .map_or("test".into(), |s| s.to_string_lossy().into_owned());
-    let mut session = open(shared, target).await.map_err(died)?;
-    let loaded = match load(&session, &source, file, &module).await {
-        Ok(Value::Tuple(parts)) => parts,
-        Ok(other) => {
-            report.results.push(file_error(
-                file,
-                "<module>",
-                Outcome::Error,
-                format!("unexpected {other:?}"),
-            ));
-            return Ok(());
-        }
-        Err(e) if target_gone(&e) => return Err(died(e)),
-        Err(e) => {
-            report.results.push(file_error(
-                file,
-                "<module>",
-                fatal_outcome(&e),
-                e.to_string(),
-            ));
-            return Ok(());
-        }
-    };
-    let kind = text(loaded.first());
-    let (out, err) = (text(loaded.get(2)), text(loaded.get(3)));
-    let matches = |name: &str| {
-        shared
-            .options
-            .pattern
-            .as_ref()
-            .is_none_or(|p| format!("{module}::{name}").contains(p.as_str()))
-    };
-    match kind.as_str() {
-        "script" => {
-            report.collected = 1;
-            if !matches("<script>") {
-                return Ok(());
-            }
-            let status = match loaded.get(1) {
-                Some(Value::Int(status)) => *status,
-                _ => 1,
-            };
-            let mut result = file_error(
-                file,
-                "<script>",
-                if status == 0 {
-                    Outcome::Passed
-                } else {
-                    Outcome::Failed
-                },
-                if status == 0 {
-                    String::new()
-                } else {
-                    format!("exit status {status}")
-                },
-            );
-            result.stdout = out;
-            result.stderr = err;
-            report.results.push(result);
-            return Ok(());
-        }
-        "error" => {
-            let mut result = file_error(
-                file,
-                "<module>",
-                Outcome::Error,
-                "the module failed to import".into(),
-            );
-            result.traceback = text(loaded.get(1));
-            result.message = result
-                .traceback
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .to_owned();
-            result.stdout = out;
-            result.stderr = err;
-            report.results.push(result);
-            return Ok(());
-        }
-        _ => {}
-    }
-    let all: Vec<String> = match loaded.get(1) {
-        Some(Value::Tuple(names)) => names.iter().map(|n| text(Some(n))).collect(),
-        _ => Vec::new(),
-    };
-    report.collected = all.len();
-    let names: Vec<String> = all.into_iter().filter(|n| matches(n)).collect();
-    // Whether `session` has run tests whose fixtures may still be set up.
-    let mut started = false;
-    for (index, name) in names.iter().enumerate() {
-        if stopped() {
-            report.not_run = names.len() - index;
-            if index == 0 {
-                report.ran = false;
-            }
-            break;
-        }
-        started = true;
-        let before = report.results.len();
-        match session.runner.call_method("run", &(name.as_str(),)).await {
-            Ok(value) => report.results.extend(guest_results(file, name, &value, 1)),
-            Err(e) if target_gone(&e) => return Err(died(e)),
-            Err(e) => {
-                report
-                    .results
-                    .push(file_error(file, name, fatal_outcome(&e), e.to_string()));
-                if !e.session_survives() {
-                    // The session is gone with the test: the next test gets a
-                    // fresh one with the file loaded again (its fixtures are
-                    // set up again before it runs).
-                    started = false;
-                    if index + 1 == names.len() {
-                        break;
-                    }
-                    match reload(shared, target, &source, file, &module).await {
-                        Ok(fresh) => session = fresh,
-                        Err(e) if target_gone(&e) => return Err(died(e)),
-                        Err(e) => {
-                            // The file's remaining tests cannot run; say why.
-                            report.results.push(file_error(
-                                file,
-                                "<module>",
-                                Outcome::Error,
-                                format!(
-                                    "cannot reload: {e}; {} tests did not run",
-                                    names.len() - index - 1
-                                ),
-                            ));
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        if shared.options.fail_fast
-            && report.results[before..]
-                .iter()
-                .any(|r| r.outcome.is_failure())
-        {
-            shared.stop.store(true, Ordering::Relaxed);
-        }
-    }
-    if started {
-        // tearDownClass / tearDownModule of what is still set up.
-        match session.runner.call_method("finish", &()).await {
-            Ok(value) => report
-                .results
-                .extend(guest_results(file, "<teardown>", &value, 0)),
-            Err(e) if target_gone(&e) => return Err(died(e)),
-            Err(e) => report.results.push(file_error(
-                file,
-                "<teardown>",
-                fatal_outcome(&e),
-                e.to_string(),
-            )),
-        }
-    }
-    Ok(())
 }
