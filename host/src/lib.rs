@@ -25,6 +25,11 @@
 //!   authentication, `local:`/`ssh:` children, the `pushy serve` daemon.
 //! - `client`: [`Connection`], [`RemoteObject`], [`Value`], callbacks, targets (re-exported here).
 //! - [`blocking`]: the same API for code without an async runtime.
+//!
+//! The `pushy` command line (`run`, `eval`, `repl`, `host`, `serve`, and `test`
+//! with its harness) is not part of the library: it lives in `src/bin/pushy/`,
+//! built with the default `cli` feature; `default-features = false` leaves it
+//! out, and with it clap, rustyline, indicatif and tracing-subscriber.
 
 pub mod blocking;
 mod client;
