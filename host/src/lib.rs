@@ -23,16 +23,19 @@
 //! - [`sandbox`]: engine, compiled-component cache, instances, limits, the session loop.
 //! - [`transport`]: frames (postcard in length-prefixed frames), handshake and
 //!   authentication, `local:`/`ssh:` children, the `pushy serve` daemon.
-//! - [`testing`]: `pushy test` — discovery, parallel runs over targets, JUnit XML.
 //! - `client`: [`Connection`], [`RemoteObject`], [`Value`], callbacks, targets (re-exported here).
 //! - [`blocking`]: the same API for code without an async runtime.
+//!
+//! The `pushy` command line (`run`, `eval`, `repl`, `host`, `serve`, and `test`
+//! with its harness) is not part of the library: it lives in `src/bin/pushy/`,
+//! built with the default `cli` feature; `default-features = false` leaves it
+//! out, and with it clap, rustyline, indicatif and tracing-subscriber.
 
 pub mod blocking;
 mod causes;
 mod client;
 pub mod protocol;
 pub mod sandbox;
-pub mod testing;
 pub mod transport;
 
 /// Byte payloads of [`Value::Bytes`] (re-exported from the `bytes` crate).

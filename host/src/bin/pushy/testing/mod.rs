@@ -3,9 +3,11 @@
 //!
 //! - `discover`: finds `test_*.py` / `*_test.py` files.
 //! - `run`: workers, targets, retries when a target dies.
+//! - `file`: one file in one session, its tests one call each.
 //! - `report`: per-test results, the summary line and JUnit XML.
 
 mod discover;
+mod file;
 mod report;
 mod run;
 

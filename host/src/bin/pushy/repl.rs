@@ -6,7 +6,8 @@ use pushy::{Connection, Error};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
-use crate::{LimitArgs, TargetArgs, connect, report};
+use crate::cli::{LimitArgs, TargetArgs};
+use crate::{connect, report};
 
 /// Compiles one interactive input like `python3` does: `'more'` while the
 /// input is incomplete, expression statements echo their value; a

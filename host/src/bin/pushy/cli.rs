@@ -1,0 +1,254 @@
+//! The command line's arguments, and how the limit flags become a session's limits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use pushy::{Mount, SessionConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "pushy",
+    version,
+    about = "Run Python in a wasmtime sandbox and drive it remotely"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run a script in a fresh sandbox; its output streams live.
+    Run(RunArgs),
+    /// Evaluate an expression in a fresh sandbox and print its repr.
+    Eval(EvalArgs),
+    /// An interactive Python prompt whose input runs in the sandbox.
+    Repl(ReplArgs),
+    /// Serve one session over stdin/stdout (what `local:` and `ssh:` start).
+    Host(HostArgs),
+    /// Serve sessions over TCP to `daemon:HOST:PORT` clients.
+    Serve(ServeArgs),
+    /// Run test files, each in a fresh sandbox, in parallel over targets.
+    Test(TestArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct TestArgs {
+    /// Test files or directories (test_*.py, *_test.py).
+    #[arg(default_value = ".")]
+    pub(crate) paths: Vec<PathBuf>,
+    /// Sessions at once [default: number of cores].
+    #[arg(long, short = 'j', value_name = "N")]
+    pub(crate) jobs: Option<usize>,
+    /// Where to run (repeatable: files are spread over all) [default: embedded:].
+    #[arg(long = "target", value_name = "URL")]
+    pub(crate) targets: Vec<String>,
+    /// Token file for daemon: targets [default: $PUSHY_TOKEN_FILE].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Speak TLS to daemon: targets, trusting this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Write JUnit XML here.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<PathBuf>,
+    /// Only tests whose FILE_STEM::NAME contains PATTERN.
+    #[arg(short = 'k', value_name = "PATTERN")]
+    pub(crate) pattern: Option<String>,
+    /// Stop at the first failure.
+    #[arg(long)]
+    pub(crate) fail_fast: bool,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct LimitArgs {
+    /// Time limit per call, in seconds (0: none) [default: 60].
+    #[arg(long, value_name = "S")]
+    pub(crate) timeout: Option<f64>,
+    /// Memory limit of the sandbox, in MiB [default: 512].
+    #[arg(long, value_name = "MIB")]
+    pub(crate) memory: Option<usize>,
+    /// Output limit per call, in MiB (the rest is cut with a notice) [default: 64].
+    #[arg(long, value_name = "MIB")]
+    pub(crate) output_limit: Option<usize>,
+    /// Mount a host directory into the sandbox (repeatable).
+    #[arg(long = "dir", value_name = "HOST:GUEST[:ro]")]
+    pub(crate) dirs: Vec<Mount>,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct TargetArgs {
+    /// Where the sandbox runs: embedded:, local:, daemon:HOST:PORT, ssh:[USER@]HOST[:PORT].
+    #[arg(long, value_name = "URL", default_value = "embedded:")]
+    pub(crate) target: String,
+    /// Token file for daemon: targets [default: $PUSHY_TOKEN_FILE].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Speak TLS to a daemon: target, trusting the CA certificate(s) in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_ca: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+    /// The script to run, then its arguments (its sys.argv[1:]): everything
+    /// after SCRIPT belongs to the script, as with python3.
+    #[arg(
+        value_name = "SCRIPT [ARGS]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub(crate) command: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+    /// A Python expression.
+    #[arg(allow_hyphen_values = true)]
+    pub(crate) expression: String,
+}
+
+#[derive(Args)]
+pub(crate) struct ReplArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct HostArgs {
+    /// Speak the protocol on stdin/stdout (the only mode).
+    #[arg(long, required = true)]
+    pub(crate) stdio: bool,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
+    pub(crate) listen: String,
+    /// Clients must prove they know the token in this file [default: $PUSHY_TOKEN_FILE].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Accept clients without a token (only for trusted networks).
+    #[arg(long)]
+    pub(crate) no_auth: bool,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Sessions at once; more are refused.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub(crate) max_sessions: usize,
+    /// Close a session after this many idle seconds (0: never).
+    #[arg(long, value_name = "S", default_value_t = 900.0)]
+    pub(crate) idle_timeout: f64,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}
+
+impl LimitArgs {
+    pub(crate) fn session_config(&self) -> anyhow::Result<SessionConfig> {
+        let mut config = SessionConfig::default();
+        if let Some(timeout) = self.timeout {
+            config.time_limit = seconds("--timeout", timeout)?;
+        }
+        if let Some(memory) = self.memory {
+            config.memory_limit = mib("--memory", memory)?;
+        }
+        if let Some(output) = self.output_limit {
+            config.output_limit = mib("--output-limit", output)?;
+        }
+        pushy::sandbox::check_mounts(&self.dirs)?;
+        config.mounts = self.dirs.clone();
+        Ok(config)
+    }
+
+    /// The limits given on the command line, for a host elsewhere to apply
+    /// (each only tightens that host's own).
+    pub(crate) fn requested(&self) -> anyhow::Result<pushy::protocol::RequestedLimits> {
+        let mut asked = pushy::protocol::RequestedLimits::default();
+        if let Some(timeout) = self.timeout {
+            asked.time_limit_ms = seconds("--timeout", timeout)?
+                .map(|limit| u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).max(1));
+        }
+        if let Some(memory) = self.memory {
+            asked.memory_bytes = Some(mib("--memory", memory)? as u64);
+        }
+        if let Some(output) = self.output_limit {
+            asked.output_bytes = Some(mib("--output-limit", output)? as u64);
+        }
+        Ok(asked)
+    }
+
+    /// Whether these flags can be honoured over `target`.
+    pub(crate) fn check_target(&self, target: &pushy::Target) -> anyhow::Result<()> {
+        if matches!(target, pushy::Target::Daemon(_)) && !self.dirs.is_empty() {
+            anyhow::bail!(
+                "--dir cannot be used with a daemon: target: the daemon runs on its own \
+                 host, where this machine's directories do not exist; start the daemon \
+                 with `pushy serve --dir` instead"
+            );
+        }
+        Ok(())
+    }
+
+    /// The same limits as flags for a `pushy host` started elsewhere.
+    pub(crate) fn host_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(timeout) = self.timeout {
+            args.push(format!("--timeout={timeout}"));
+        }
+        if let Some(memory) = self.memory {
+            args.push(format!("--memory={memory}"));
+        }
+        if let Some(output) = self.output_limit {
+            args.push(format!("--output-limit={output}"));
+        }
+        for dir in &self.dirs {
+            let mode = if dir.read_only { ":ro" } else { "" };
+            args.push(format!("--dir={}:{}{mode}", dir.host.display(), dir.guest));
+        }
+        args
+    }
+}
+
+/// A size flag in MiB, in bytes.
+fn mib(flag: &str, value: usize) -> anyhow::Result<usize> {
+    value
+        .checked_mul(1 << 20)
+        .with_context(|| format!("{flag} {value} is too large"))
+}
+
+/// A duration flag in seconds; 0 means none.
+pub(crate) fn seconds(flag: &str, value: f64) -> anyhow::Result<Option<Duration>> {
+    if value == 0.0 {
+        return Ok(None);
+    }
+    // At most a year: far beyond any real limit, and every deadline
+    // computed from it stays representable.
+    const MAX: f64 = 365.0 * 24.0 * 3600.0;
+    if !(value.is_finite() && value > 0.0 && value <= MAX) {
+        anyhow::bail!("{flag} must be a number of seconds from 0 (none) to {MAX}, not {value}");
+    }
+    Ok(Some(Duration::from_secs_f64(value)))
+}

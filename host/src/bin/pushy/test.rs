@@ -1,0 +1,199 @@
+//! `pushy test`: checks the flags, shows progress, prints the failures in full
+//! and the summary line; the harness (`crate::testing`) runs the files.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use crate::cli::TestArgs;
+use crate::testing::{Summary, TestOptions, discover, junit_xml, run_suite};
+use crate::{report, usage};
+
+pub(crate) async fn test_command(args: TestArgs) -> ExitCode {
+    let session = match args.limits.session_config() {
+        Ok(session) => session,
+        Err(error) => return usage(error),
+    };
+    for target in &args.targets {
+        let checked = target
+            .parse::<pushy::Target>()
+            .map_err(anyhow::Error::from)
+            .and_then(|target| args.limits.check_target(&target));
+        if let Err(error) = checked {
+            return usage(error);
+        }
+    }
+    let requested = match args.limits.requested() {
+        Ok(requested) => requested,
+        Err(error) => return usage(error),
+    };
+    let files = match discover(&args.paths) {
+        Ok(files) => files,
+        Err(error) => return usage(format!("cannot read the test paths: {error}")),
+    };
+    if files.is_empty() {
+        errln!("pushy: no test files (test_*.py, *_test.py) found");
+        return ExitCode::from(5);
+    }
+    // A report that cannot be written is found out before the run, not after.
+    if let Some(path) = &args.junit
+        && let Err(error) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+    {
+        return usage(format!(
+            "cannot write the JUnit report to {}: {error}",
+            path.display()
+        ));
+    }
+    let mut options = TestOptions::default();
+    if let Some(jobs) = args.jobs {
+        options.jobs = jobs.max(1);
+    }
+    if !args.targets.is_empty() {
+        options.targets = args.targets.clone();
+    }
+    options.pattern = args.pattern.clone();
+    options.fail_fast = args.fail_fast;
+    options.session = session;
+    options.connection.token_file = args.token_file.clone();
+    options.connection.tls_ca = args.tls_ca.clone();
+    options.connection.host_args = args.limits.host_args();
+    options.connection.limits = requested;
+
+    let total = files.len() as u64;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let result = run_suite(files, options, |report| {
+        let failed = report
+            .results
+            .iter()
+            .filter(|r| r.outcome.is_failure())
+            .count();
+        // A file that ran but had nothing selected by -k is not listed.
+        let selected_nothing = report.ran && report.results.is_empty() && report.not_run == 0;
+        let mut line = if !report.ran {
+            format!(
+                "--   {} (not run: --fail-fast stopped the run)",
+                report.file.display()
+            )
+        } else {
+            let status = if failed > 0 { "FAIL" } else { "ok  " };
+            let mut line = format!(
+                "{status} {} ({} tests",
+                report.file.display(),
+                report.results.len()
+            );
+            if failed > 0 {
+                line.push_str(&format!(", {failed} failing"));
+            }
+            if report.not_run > 0 {
+                line.push_str(&format!(", {} not run", report.not_run));
+            }
+            line.push(')');
+            line
+        };
+        if !report.retried_after.is_empty() {
+            line.push_str(&format!(
+                " [retried after: {}]",
+                report.retried_after.join("; ")
+            ));
+        }
+        match &bar {
+            Some(bar) => {
+                if failed > 0 || !report.retried_after.is_empty() {
+                    bar.println(line);
+                }
+                bar.inc(1);
+            }
+            None if selected_nothing => {}
+            None => outln!("{line}"),
+        }
+    })
+    .await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let reports = match result {
+        Ok(reports) => reports,
+        Err(error) => return report(&error),
+    };
+    // Failures in full: the remote traceback and what the test printed.
+    for result in reports
+        .iter()
+        .flat_map(|r| &r.results)
+        .filter(|r| r.outcome.is_failure())
+    {
+        outln!(
+            "\n=== {} :: {} — {}",
+            result.file.display(),
+            result.name,
+            result.outcome.word()
+        );
+        if !result.message.is_empty() {
+            outln!("{}", result.message);
+        }
+        if !result.traceback.is_empty() {
+            out!("{}", result.traceback);
+        }
+        if !result.stdout.is_empty() {
+            outln!("--- captured stdout ---\n{}", result.stdout.trim_end());
+        }
+        if !result.stderr.is_empty() {
+            outln!("--- captured stderr ---\n{}", result.stderr.trim_end());
+        }
+    }
+    let mut status = ExitCode::SUCCESS;
+    if let Some(path) = &args.junit
+        && let Err(error) = std::fs::write(path, junit_xml(&reports))
+    {
+        errln!(
+            "pushy: cannot write the JUnit report to {}: {error}",
+            path.display()
+        );
+        status = ExitCode::FAILURE;
+    }
+    // Files whose targets all died: why, once, where errors go.
+    if let Some(died) = reports
+        .iter()
+        .flat_map(|r| &r.results)
+        .find(|r| r.name == "<targets>")
+    {
+        errln!("pushy: {}", died.message);
+    }
+    let summary = Summary::of(&reports);
+    if summary.errors + summary.timed_out + summary.out_of_memory > 0 {
+        outln!(
+            "({} assertion failures, {} errors, {} timed out, {} out of memory)",
+            summary.failed,
+            summary.errors,
+            summary.timed_out,
+            summary.out_of_memory
+        );
+    }
+    if let Some(not_run) = summary.not_run_line() {
+        outln!("(--fail-fast stopped the run: {not_run})");
+    }
+    outln!("{}", summary.line());
+    if summary.failing() > 0 {
+        return ExitCode::FAILURE;
+    }
+    if summary.selected == 0 {
+        // pytest's status 5: nothing collected, nothing selected.
+        match &args.pattern {
+            Some(pattern) => errln!(
+                "pushy: no tests selected: -k {pattern:?} matches none of the {} tests collected",
+                summary.collected
+            ),
+            None => errln!("pushy: no tests collected"),
+        }
+        return ExitCode::from(5);
+    }
+    status
+}
