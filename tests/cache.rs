@@ -18,7 +18,7 @@ fn works(sandbox: &Sandbox) -> i64 {
         .build()
         .unwrap();
     rt.block_on(async {
-        let con = pushy::Connection::embedded(&sandbox).await.unwrap();
+        let con = pushy::Connection::embedded(sandbox).await.unwrap();
         con.eval("6 * 7").await.unwrap().extract().unwrap()
     })
 }

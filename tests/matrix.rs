@@ -1,5 +1,8 @@
 //! What a script does, run by the `pushy` binary over every target:
 //! `embedded:`, `local:` and an authenticated `daemon:` (`common::matrix`).
+//!
+//! Over 500 lines on purpose: one short test per command-line case, each
+//! run over every target, so that a case never exists for one target only.
 
 mod common;
 

@@ -4,6 +4,8 @@
 //! reported as passed without running (async and generator tests, class and
 //! module fixtures, pytest-style classes), -k that selects nothing, an
 //! unwritable JUnit path, what --fail-fast left unrun, and targets that all die.
+//!
+//! Over 500 lines on purpose: one test per reporting rule of the runner.
 
 mod common;
 

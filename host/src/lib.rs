@@ -19,12 +19,20 @@
 //!
 //! # Layout
 //!
-//! - [`protocol`]: the wire messages, data only (values as flat node lists).
-//! - [`sandbox`]: engine, compiled-component cache, instances, limits, the session loop.
+//! Dependencies point one way, each layer using only those above it here:
+//!
+//! - [`protocol`]: the wire messages, data only (values as flat node lists,
+//!   operations, replies, the reasons a server refuses).
+//! - [`sandbox`]: engine, compiled-component cache, instances, limits, the
+//!   session loop (protocol only).
 //! - [`transport`]: frames (postcard in length-prefixed frames), handshake and
-//!   authentication, `local:`/`ssh:` children, the `pushy serve` daemon.
-//! - `client`: [`Connection`], [`RemoteObject`], [`Value`], callbacks, targets (re-exported here).
-//! - [`blocking`]: the same API for code without an async runtime.
+//!   authentication, `local:`/`ssh:` children, dialling a daemon, the
+//!   `pushy serve` daemon; it hands the client a [`transport::ClientLink`]
+//!   (message channels past the handshake) and typed
+//!   [`transport::TransportError`]s, never a connection.
+//! - `client`: [`Connection`] over a link, [`RemoteObject`], [`Value`],
+//!   callbacks, targets and `embedded:` (re-exported here).
+//! - [`blocking`]: every method of the async API for code without a runtime.
 //!
 //! The `pushy` command line (`run`, `eval`, `repl`, `host`, `serve`, and `test`
 //! with its harness) is not part of the library: it lives in `src/bin/pushy/`,

@@ -88,7 +88,7 @@ pub enum InputMode {
 pub enum OutputMode {
     /// Written to this process's stdout/stderr as it arrives.
     Print,
-    /// Queued for [`Connection::take_output`].
+    /// Queued for [`crate::Connection::take_output`].
     Capture,
     /// Dropped.
     Discard,

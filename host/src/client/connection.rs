@@ -155,7 +155,7 @@ impl Connection {
         self.shared.send_releases();
     }
 
-    /// Takes the captured output (with [`OutputMode::Capture`]; otherwise
+    /// Takes the captured output (with [`crate::OutputMode::Capture`]; otherwise
     /// switches to capturing from now on).
     pub fn take_output(&self) -> mpsc::UnboundedReceiver<OutputChunk> {
         let mut sink = self.shared.output.lock().expect("output lock");
@@ -170,7 +170,7 @@ impl Connection {
     }
 
     /// The first error writing remote output to this process's stdout or
-    /// stderr, if any ([`OutputMode::Print`]; such output is dropped).
+    /// stderr, if any ([`crate::OutputMode::Print`]; such output is dropped).
     pub fn output_error(&self) -> Option<std::io::ErrorKind> {
         self.shared
             .output_error

@@ -6,7 +6,7 @@
 //! faults in fresh zeroed pages again: on the VMs measured here ~8 ms per
 //! 16 MiB, four times the copy itself. [`keep_large_blocks`] makes freed
 //! blocks up to 32 MiB stay in the heap for the next call;
-//! [`return_free_memory`] hands what is free back once a session ends, so a
+//! `return_free_memory` (called by the daemon) hands what is free back once a session ends, so a
 //! long-running daemon still shrinks when idle.
 
 /// Keeps freed blocks up to 32 MiB for reuse and trims the heap only past

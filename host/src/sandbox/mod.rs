@@ -9,6 +9,7 @@ mod blocking;
 mod cache;
 pub mod heap;
 mod instance;
+mod latin1;
 mod mounts;
 mod packed;
 mod serve;
