@@ -87,7 +87,7 @@ fn exercise(con: &Connection) -> anyhow::Result<()> {
     let doubled = list.binary(BinaryOp::Mul, &2, false)?;
     assert_eq!(RemoteObject::try_from(doubled)?.len()?, 4);
     let less = list.compare(CompareOp::Lt, &vec![1, 3])?;
-    assert_eq!(less.extract::<bool>()?, true);
+    assert!(less.extract::<bool>()?);
     let number = object(con, "__import__('fractions').Fraction(1, 3)");
     let negated = RemoteObject::try_from(number.unary(UnaryOp::Neg)?)?;
     assert_eq!(negated.str()?, "-1/3");
