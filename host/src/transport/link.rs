@@ -369,6 +369,41 @@ mod tests {
         }
     }
 
+    /// Claims to have read more than it was given room for.
+    struct Liar(std::fs::File);
+
+    impl Read for Liar {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            Ok(buf.len() + 10)
+        }
+    }
+
+    impl Write for Liar {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    // SAFETY: the default `read_uninit` is kept.
+    unsafe impl LinkStream for Liar {
+        fn poll_fd(&self) -> BorrowedFd<'_> {
+            self.0.as_fd()
+        }
+        fn buffered(&mut self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_read_that_claims_more_than_its_buffer_is_an_error() {
+        let liar = Liar(std::fs::File::open("/dev/null").unwrap());
+        let mut link = BlockingLink::new(liar, LinkLimits::default());
+        assert!(matches!(link.read_message(), Err(TransportError::Io(_))));
+    }
+
     #[test]
     fn a_stream_ending_inside_a_frame_is_an_error_not_a_message() {
         let mut codec = WireCodec::<ServerMessage, ClientMessage>::default();
