@@ -138,8 +138,9 @@ pub enum CloseReason {
     /// [`crate::Connection::close`] was called.
     #[error("closed by the local side")]
     ByLocalSide,
-    /// The session ended (its thread finished, or the host closed the link
-    /// between frames after the session's end).
+    /// The in-process session (`embedded:`) ended, its thread gone. (A host
+    /// across a transport that goes away is
+    /// [`CloseReason::Transport`] with [`TransportError::PeerGone`].)
     #[error("the session ended")]
     SessionEnded,
     /// The link failed: the peer went away, a frame was cut off or

@@ -73,7 +73,7 @@ pub async fn connect_with(target: &str, config: ConnectionConfig) -> Result<Conn
                 token: Token::from_flag_or_env(config.token_file.as_deref())
                     .map_err(TransportError::from)?,
                 tls_ca: config.tls_ca.clone(),
-                ..dial_options(&config, DAEMON_HANDSHAKE_TIMEOUT)
+                ..dial_options(&config, DialOptions::default().timeout)
             };
             transport::dial_tcp(&address, options).await?
         }
@@ -84,12 +84,8 @@ pub async fn connect_with(target: &str, config: ConnectionConfig) -> Result<Conn
     Ok(Connection::over(link, config))
 }
 
-/// How long a daemon may take to accept and answer the handshake.
-const DAEMON_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
-/// A spawned host may first compile the sandbox (seconds) or, over `ssh:`,
-/// receive its binary.
-const SPAWNED_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(120);
-
+/// The handshake's settings from `config`; its timeout defaults to
+/// `default_timeout` (the transport's own default for the kind of target).
 fn dial_options(config: &ConnectionConfig, default_timeout: Duration) -> DialOptions {
     DialOptions {
         max_frame: config.max_frame,
@@ -100,12 +96,13 @@ fn dial_options(config: &ConnectionConfig, default_timeout: Duration) -> DialOpt
 }
 
 fn spawn_options(config: &ConnectionConfig) -> SpawnOptions {
+    let spawned = SpawnOptions::default().dial.timeout;
     SpawnOptions {
         program: config.host_program.clone(),
         host_args: config.host_args.clone(),
         ssh_options: config.ssh_options.clone(),
         ssh_remote_dir: config.ssh_remote_dir.clone(),
-        dial: dial_options(config, SPAWNED_HANDSHAKE_TIMEOUT),
+        dial: dial_options(config, spawned),
     }
 }
 

@@ -41,7 +41,8 @@ pub struct DialOptions {
     pub max_frame: usize,
     /// The limits to ask the host for.
     pub limits: RequestedLimits,
-    /// How long connecting and the handshake may take together.
+    /// How long connecting and the handshake may take together. Default:
+    /// 20 s (a daemon answers at once; [`super::SpawnOptions`] allows 120 s).
     pub timeout: Duration,
     /// The token to prove, when the host asks.
     pub token: Option<Token>,
