@@ -2,7 +2,17 @@
 //! handshake, authentication, and the processes and sockets that carry them.
 //!
 //! Every transport is just a byte stream (pipes of a child, TCP, ssh's pipes);
-//! all share the codec and the handshake.
+//! all share the codec and the handshake. Nothing here knows the client: the
+//! local side gets a [`ClientLink`] — message channels past the handshake —
+//! from [`dial_tcp`], [`spawn_local`] or [`spawn_ssh`], and typed
+//! [`TransportError`]s; `crate::Connection::over` makes a connection of it.
+//!
+//! - the local side: [`dial_tcp`] (TCP, [`tls`]) and the client's handshake
+//!   (`dial.rs`), `local:`/`ssh:` children (`spawn.rs`);
+//! - the host side, driven by the session thread itself: the streams it can
+//!   block on (`stream.rs`), framing and waiting (`link.rs`), the server's
+//!   handshake (`accept.rs`), the session's view with the interrupt scan
+//!   (`session_link.rs`), and the daemon ([`server`]).
 
 mod accept;
 pub mod auth;
