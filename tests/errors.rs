@@ -199,6 +199,40 @@ async fn a_silent_host_is_a_handshake_timeout_and_a_web_server_is_named() {
 }
 
 #[tokio::test]
+async fn a_server_of_another_protocol_is_named_not_taken_for_a_huge_frame() {
+    // Python's http.server answers a stranger's bytes with an HTML page.
+    let html = fake_server(|mut framed| async move {
+        let _ = framed.next().await;
+        let page = b"<!DOCTYPE HTML>\n<html><body>Error 400</body></html>\n";
+        framed.get_mut().write_all(page).await.unwrap();
+        let _ = framed.get_mut().shutdown().await;
+    })
+    .await;
+    let err = pushy::connect_with(&html, ConnectionConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            transport(&err),
+            TransportError::Handshake(HandshakeError::Foreign(ForeignProtocol::Unknown))
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_local_host_that_exits_before_the_handshake_says_so() {
+    let mut config = ConnectionConfig::default();
+    config.host_program = Some(env!("CARGO_BIN_EXE_pushy").into());
+    config.host_args = vec!["--no-such-flag".into()];
+    let err = pushy::connect_with("local:", config).await.unwrap_err();
+    match transport(&err) {
+        TransportError::HostExited { status, .. } => assert_eq!(status.code(), Some(2)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_daemon_refuses_with_a_reason_enum() {
     // No token, a wrong token: authentication failures.
     let daemon = Daemon::start(&["--max-sessions", "1"]);

@@ -70,7 +70,24 @@ async fn callbacks_round_trip_to_the_local_side() -> anyhow::Result<()> {
     let failing = con.callback(|_args: CallArgs| -> Result<(), String> { Err("nope".into()) });
     let call = con.define("def call(f):\n    try:\n        f()\n    except Exception as e:\n        return type(e).__name__ + ': ' + str(e)").await?;
     let text: String = call.call(&(&failing,)).await?.extract()?;
-    assert_eq!(text, "CallbackError: pushy.CallbackError: nope");
+    assert_eq!(text, "CallbackError: nope");
+    // Let through, it reaches the caller under CALLBACK_ERROR_TYPE; a
+    // callback that panics is reported the same way, not left unanswered.
+    let through = con.define("def through(f):\n    return f()").await?;
+    let err = through.call(&(&failing,)).await.unwrap_err();
+    assert!(err.is_python(pushy::CALLBACK_ERROR_TYPE), "{err:?}");
+    assert_eq!(err.python().map(|e| e.message.as_str()), Some("nope"));
+    let panicking = con.callback(|_args: CallArgs| -> Result<(), String> { panic!("boom") });
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        through.call(&(&panicking,)),
+    )
+    .await
+    .expect("a panicking callback is answered")
+    .unwrap_err();
+    assert!(err.is_python(pushy::CALLBACK_ERROR_TYPE), "{err:?}");
+    assert!(err.to_string().contains("panicked: boom"), "{err}");
+    assert_eq!(con.eval("1 + 1").await?.extract::<i64>()?, 2);
     Ok(())
 }
 

@@ -19,6 +19,12 @@ class CallbackError(Exception):
     """The local side's callback failed; the message says how."""
 
 
+# The qualified name of CallbackError: the host names its failed callbacks'
+# errors so (`CALLBACK_ERROR_TYPE`), and an error that reaches the local side
+# from guest code is reported under the same name.
+_CALLBACK_ERROR_TYPE = f"{CallbackError.__module__}.{CallbackError.__qualname__}"
+
+
 class LocalCallable:
     __slots__ = ("_id", "_proxies", "_received", "__weakref__")
 
@@ -95,6 +101,9 @@ class CallbackProxies:
         if type(reply) is Reply_Ok:
             return session.decode(reply.value)
         error = reply.value
+        if error.type_name == _CALLBACK_ERROR_TYPE:
+            # The host's own report (the callback failed, or panicked).
+            raise CallbackError(error.message)
         raise CallbackError(f"{error.type_name}: {error.message}")
 
     def flush_releases(self) -> None:

@@ -2,7 +2,13 @@
 //! one `block_on` per method, no logic of its own.
 //!
 //! Usable from code without a runtime, and from inside local callbacks
-//! (they run on blocking threads), which is how nested calls are made.
+//! (they run on blocking threads), which is how nested calls are made. Not
+//! from async code running on a tokio runtime: blocking a runtime's thread
+//! is refused by tokio with a panic; use the async API there.
+//!
+//! Values come back as [`Value`], as from the async API; an object in one
+//! is the async handle, which [`RemoteObject::try_from`] turns into this
+//! module's.
 
 use std::future::Future;
 use std::sync::OnceLock;

@@ -11,8 +11,11 @@ use super::shared::Shared;
 use super::{Error, Value};
 use crate::protocol::{ErrorInfo, ErrorKind, Kwargs, ReleaseEntry, Reply, WireValue};
 
-/// Type name the guest sees for errors returned by a callback.
-pub const CALLBACK_ERROR_TYPE: &str = "pushy.CallbackError";
+/// Type name of the exception guest code gets when a local callback fails
+/// (returns an error or panics), and so of the [`crate::PythonError`] that
+/// reaches the caller when guest code lets it propagate: its message is the
+/// callback's error.
+pub const CALLBACK_ERROR_TYPE: &str = "pushy_guest.callbacks.CallbackError";
 
 /// Arguments of a call from the sandbox to a local callback.
 #[derive(Debug, Clone)]
@@ -157,13 +160,22 @@ pub(crate) fn run(shared: &Arc<Shared>, call: u64, callback: u64, args: WireValu
     }
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || {
-        let reply = handler(
-            CallArgs {
-                args,
-                kwargs: named,
-            },
-            &shared,
-        );
+        let args = CallArgs {
+            args,
+            kwargs: named,
+        };
+        // A callback that panics must still answer, or the guest (and the
+        // caller waiting on it) would wait forever.
+        let reply =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(args, &shared)))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned());
+                    error_reply(format!("the local callback panicked: {what}"))
+                });
         shared.send(crate::protocol::ClientMessage::CallbackReply { call, reply });
     });
 }

@@ -74,7 +74,7 @@ pub enum Refusal {
     #[error("authentication failed: {0}")]
     Auth(AuthFailure),
     /// Every session slot of the server is taken.
-    #[error("server busy: the limit of {limit} sessions is reached")]
+    #[error("server busy: its limit of sessions ({limit}) is reached")]
     SessionLimit {
         /// The server's `--max-sessions`.
         limit: u32,

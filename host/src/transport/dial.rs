@@ -85,7 +85,9 @@ pub async fn dial_tcp(address: &str, options: DialOptions) -> Result<ClientLink,
     let Some(tls) = tls else {
         let (reader, writer) = stream.into_split();
         let left = timeout.saturating_sub(started.elapsed());
-        return start_stream(reader, writer, &options, (), left).await;
+        return start_stream(reader, writer, &options, (), left)
+            .await
+            .map_err(|(error, ())| error);
     };
     let host = address
         .rsplit_once(':')
@@ -104,19 +106,21 @@ pub async fn dial_tcp(address: &str, options: DialOptions) -> Result<ClientLink,
         .map_err(TlsError::Handshake)?;
     let (reader, writer) = tokio::io::split(stream);
     let left = timeout.saturating_sub(started.elapsed());
-    start_stream(reader, writer, &options, (), left).await
+    start_stream(reader, writer, &options, (), left)
+        .await
+        .map_err(|(error, ())| error)
 }
 
 /// Runs the handshake over `reader`/`writer` within `timeout` and starts the
 /// link's two tasks. `keep_alive` (e.g. the child process) lives as long as
-/// the reader task.
+/// the reader task; a failed handshake gives it back with the error.
 pub(crate) async fn start_stream<R, W, K>(
     reader: R,
     writer: W,
     options: &DialOptions,
     keep_alive: K,
     timeout: Duration,
-) -> Result<ClientLink, TransportError>
+) -> Result<ClientLink, (TransportError, K)>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -126,8 +130,12 @@ where
     let mut frames_out = FramedWrite::new(writer, codec.clone());
     let handshake = handshake(reader, &mut frames_out, codec, options);
     let mut frames_in = match tokio::time::timeout(timeout, handshake).await {
-        Ok(frames_in) => frames_in?,
-        Err(_) => return Err(Timeout::Handshake { after: timeout }.into()),
+        Ok(Ok(frames_in)) => frames_in,
+        Ok(Err(error)) => return Err((error, keep_alive)),
+        Err(_) => {
+            let after = options.timeout;
+            return Err((Timeout::Handshake { after }.into(), keep_alive));
+        }
     };
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMessage>();
     let (in_tx, in_rx) = mpsc::unbounded_channel();
@@ -216,6 +224,13 @@ where
     if let Some(what) = foreign_protocol(&first) {
         return Err(HandshakeError::Foreign(what).into());
     }
+    if let Ok(prefix) = <[u8; 4]>::try_from(&first[..]) {
+        // The host's first frame is its `Hello`, well under this: a longer
+        // claim is another protocol's bytes read as a length.
+        if u32::from_be_bytes(prefix) as usize > MAX_HELLO {
+            return Err(HandshakeError::Foreign(ForeignProtocol::Unknown).into());
+        }
+    }
     let mut frames_in = FramedRead::new(
         AsyncReadExt::chain(std::io::Cursor::new(first), reader),
         codec,
@@ -264,6 +279,9 @@ fn foreign_protocol(first: &[u8]) -> Option<ForeignProtocol> {
         _ => None,
     }
 }
+
+/// Most bytes a host's `Hello` frame may claim (it is under 1 KiB).
+const MAX_HELLO: usize = 64 * 1024;
 
 /// Queued messages are batched into one write up to about this many bytes.
 const BATCH_BYTES: usize = 1 << 20;

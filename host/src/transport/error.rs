@@ -75,6 +75,16 @@ pub enum TransportError {
     /// `ssh:`: the remote could not run or receive the host program.
     #[error(transparent)]
     Ssh(#[from] SshError),
+    /// `local:`/`ssh:`: the host program (or ssh) exited before the
+    /// handshake completed; its stderr, passed through, says why.
+    #[error("the host program exited ({status}) before the handshake completed")]
+    HostExited {
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// What the handshake saw of it.
+        #[source]
+        cause: Box<TransportError>,
+    },
 }
 
 /// Why a frame did not decode to one message.
@@ -111,6 +121,8 @@ pub enum ForeignProtocol {
     Http,
     /// An SSH server.
     Ssh,
+    /// Something else: its first bytes are no pushy frame.
+    Unknown,
 }
 
 impl std::fmt::Display for ForeignProtocol {
@@ -121,6 +133,9 @@ impl std::fmt::Display for ForeignProtocol {
             }
             ForeignProtocol::Http => "the server speaks HTTP, not the pushy protocol",
             ForeignProtocol::Ssh => "the server is an SSH server: use an ssh: target",
+            ForeignProtocol::Unknown => {
+                "the peer does not speak the pushy protocol (is it a pushy host or daemon?)"
+            }
         })
     }
 }

@@ -95,7 +95,33 @@ pub async fn spawn_local(options: &SpawnOptions) -> Result<ClientLink, Transport
     widen_pipe(&stdin);
     widen_pipe(&stdout);
     let dial = &options.dial;
-    start_stream(stdout, stdin, dial, child, dial.timeout).await
+    match start_stream(stdout, stdin, dial, child, dial.timeout).await {
+        Ok(link) => Ok(link),
+        Err((error, child)) => Err(host_failed(child, error).await),
+    }
+}
+
+/// A handshake with a child failed: if the child has exited (a bad
+/// argument, a program that is not pushy, ssh that could not connect), that
+/// is the error to report, with its status.
+async fn host_failed(mut child: tokio::process::Child, error: TransportError) -> TransportError {
+    // A closed pipe means the child is going or gone: give it a moment. A
+    // timeout is reported as it is unless the child has already exited.
+    let status = if matches!(error, TransportError::Timeout(_)) {
+        child.try_wait().ok().flatten()
+    } else {
+        tokio::time::timeout(std::time::Duration::from_secs(1), child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    };
+    match status {
+        Some(status) => TransportError::HostExited {
+            status,
+            cause: Box::new(error),
+        },
+        None => error,
+    }
 }
 
 /// The child's stdin and stdout, which were asked to be piped.
@@ -234,7 +260,10 @@ pub async fn spawn_ssh(target: &str, options: &SpawnOptions) -> Result<ClientLin
         .map_err(|e| spawn_error("ssh", e))?;
     let (stdin, stdout) = child_pipes(&mut child)?;
     let dial = &options.dial;
-    start_stream(stdout, stdin, dial, child, dial.timeout).await
+    match start_stream(stdout, stdin, dial, child, dial.timeout).await {
+        Ok(link) => Ok(link),
+        Err((error, child)) => Err(host_failed(child, error).await),
+    }
 }
 
 async fn push_binary(
