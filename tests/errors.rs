@@ -261,7 +261,8 @@ async fn a_daemon_refuses_with_a_reason_enum() {
         ),
         "{err:?}"
     );
-    // A memory limit too small to start a session.
+    // A memory limit too small to start a session: refused by the daemon,
+    // and by an embedded sandbox, with one reason for both.
     let mut config = daemon.config();
     config.limits.memory_bytes = Some(4 << 20);
     let err = pushy::connect_with(&daemon.url(), config)
@@ -274,6 +275,15 @@ async fn a_daemon_refuses_with_a_reason_enum() {
         ),
         "{err:?}"
     );
+    let mut config = ConnectionConfig::default();
+    config.limits.memory_bytes = Some(4 << 20);
+    let embedded = pushy::connect_with("embedded:", config).await.unwrap_err();
+    assert!(matches!(embedded, Error::Sandbox(_)), "{embedded:?}");
+    assert_eq!(embedded.refusal(), err.refusal());
+    assert!(matches!(
+        err.refusal(),
+        Some(Refusal::MemoryTooSmall { .. })
+    ));
     // The only slot taken: the next session is refused as the limit says.
     let held = pushy::connect_with(&daemon.url(), daemon.config())
         .await

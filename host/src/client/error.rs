@@ -197,6 +197,25 @@ impl Error {
         self.python().is_some_and(|e| e.is_instance(name))
     }
 
+    /// Why no session was started, whatever the target: a server's
+    /// [`Refusal`] (authentication and version mismatches included), or
+    /// the same reason from an in-process sandbox (`embedded:` refuses a
+    /// memory limit too small as `Error::Sandbox`, a daemon as a refusal).
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Error::Transport(TransportError::Refused(refusal)) => Some(refusal.clone()),
+            Error::Transport(TransportError::AuthFailed(failure)) => Some(Refusal::Auth(*failure)),
+            Error::Transport(TransportError::VersionMismatch { client, server }) => {
+                Some(Refusal::VersionMismatch {
+                    client: *client,
+                    server: *server,
+                })
+            }
+            Error::Sandbox(error @ SandboxError::MemoryTooSmall { .. }) => Some(error.refusal()),
+            _ => None,
+        }
+    }
+
     /// Whether the session survived this error (only Python exceptions and
     /// argument errors leave it usable).
     pub fn session_survives(&self) -> bool {
