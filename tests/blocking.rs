@@ -154,6 +154,14 @@ fn every_method_works_over_local() -> anyhow::Result<()> {
 fn a_sandbox_of_ones_own_serves_blocking_sessions() -> anyhow::Result<()> {
     let sandbox = pushy::Sandbox::new(pushy::SandboxConfig::default())?;
     let con = Connection::embedded(&sandbox)?;
+    // The process-wide sandbox of `embedded:` serves sessions as well.
+    let shared = blocking::default_sandbox()?;
+    assert_eq!(
+        Connection::embedded(&shared)?
+            .eval("1 + 1")?
+            .extract::<i64>()?,
+        2
+    );
     assert_eq!(con.eval("2 ** 10")?.extract::<i64>()?, 1024);
     let mut session = sandbox.config().session.clone();
     session.time_limit = Some(std::time::Duration::from_millis(300));

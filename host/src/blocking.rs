@@ -49,6 +49,11 @@ pub fn connect_with(target: &str, config: ConnectionConfig) -> Result<Connection
     block(client::connect_with(target, config)).map(|inner| Connection { inner })
 }
 
+/// Blocking [`crate::default_sandbox`].
+pub fn default_sandbox() -> Result<Sandbox, Error> {
+    block(client::default_sandbox())
+}
+
 /// Blocking face of [`crate::Connection`].
 #[derive(Clone, Debug)]
 pub struct Connection {
