@@ -342,7 +342,28 @@ async fn daemon_speaks_tls_when_asked() -> anyhow::Result<()> {
     )
     .await?;
     let err = plain.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport(pushy::transport::TransportError::Handshake(
+                pushy::transport::HandshakeError::Foreign(pushy::transport::ForeignProtocol::Tls)
+            ))
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("the server speaks TLS"), "{err}");
+    // And a TLS client of a plain daemon is told the daemon does not speak it.
+    let plain_daemon = Daemon::start(&[]);
+    let err = tls_connect(&plain_daemon, &cert).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport(pushy::transport::TransportError::Tls(
+                pushy::transport::TlsError::NotTls
+            ))
+        ),
+        "{err:?}"
+    );
     // A client that trusts another CA refuses the server.
     let other = tempfile::tempdir()?;
     let (other_cert, _) = self_signed(other.path());

@@ -103,7 +103,12 @@ pub async fn dial_tcp(address: &str, options: DialOptions) -> Result<ClientLink,
             address: address.to_owned(),
             after: timeout,
         })?
-        .map_err(TlsError::Handshake)?;
+        .map_err(|error| match error.kind() {
+            // A plain daemon takes the ClientHello for an absurd frame
+            // length and hangs up.
+            std::io::ErrorKind::UnexpectedEof => TlsError::NotTls,
+            _ => TlsError::Handshake(error),
+        })?;
     let (reader, writer) = tokio::io::split(stream);
     let left = timeout.saturating_sub(started.elapsed());
     start_stream(reader, writer, &options, (), left)

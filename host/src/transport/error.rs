@@ -201,6 +201,11 @@ pub enum TlsError {
     /// The TLS handshake failed (e.g. the certificate is not trusted).
     #[error("handshake failed")]
     Handshake(#[source] std::io::Error),
+    /// The server hung up in the TLS handshake: it does not speak TLS.
+    #[error(
+        "the server closed the connection in the TLS handshake: it does not speak TLS (a daemon without --tls-cert?)"
+    )]
+    NotTls,
 }
 
 /// `ssh:` failures past starting `ssh` itself.
