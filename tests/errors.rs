@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use pushy::protocol::{AuthFailure, ClientMessage, PROTOCOL_VERSION, Refusal, ServerMessage};
+use pushy::protocol::{ClientMessage, PROTOCOL_VERSION, Refusal, ServerMessage};
 use pushy::transport::{ForeignProtocol, HandshakeError, Timeout, TransportError, WireCodec};
 use pushy::{CloseReason, Connection, ConnectionConfig, Error};
 use tokio::io::AsyncWriteExt;
@@ -30,6 +30,20 @@ where
         script(Framed::new(socket, WireCodec::new(1 << 20))).await;
     });
     format!("daemon:{address}")
+}
+
+/// The error of connecting to a server that answers the client's `Hello`
+/// with `reply` and hangs up.
+async fn answered_with(reply: &'static [u8]) -> Error {
+    let url = fake_server(move |mut framed| async move {
+        let _ = framed.next().await;
+        framed.get_mut().write_all(reply).await.unwrap();
+        let _ = framed.get_mut().shutdown().await;
+    })
+    .await;
+    pushy::connect_with(&url, ConnectionConfig::default())
+        .await
+        .unwrap_err()
 }
 
 /// Answers the handshake as a real host does (no token).
@@ -177,46 +191,26 @@ async fn a_silent_host_is_a_handshake_timeout_and_a_web_server_is_named() {
         ),
         "{err:?}"
     );
-    let web = fake_server(|mut framed| async move {
-        framed
-            .get_mut()
-            .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-            .await
-            .unwrap();
-        let _ = framed.get_mut().shutdown().await;
-    })
-    .await;
-    let err = pushy::connect_with(&web, ConnectionConfig::default())
-        .await
-        .unwrap_err();
+    let web = answered_with(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
     assert!(
         matches!(
-            transport(&err),
+            transport(&web),
             TransportError::Handshake(HandshakeError::Foreign(ForeignProtocol::Http))
         ),
-        "{err:?}"
+        "{web:?}"
     );
 }
 
 #[tokio::test]
 async fn a_server_of_another_protocol_is_named_not_taken_for_a_huge_frame() {
     // Python's http.server answers a stranger's bytes with an HTML page.
-    let html = fake_server(|mut framed| async move {
-        let _ = framed.next().await;
-        let page = b"<!DOCTYPE HTML>\n<html><body>Error 400</body></html>\n";
-        framed.get_mut().write_all(page).await.unwrap();
-        let _ = framed.get_mut().shutdown().await;
-    })
-    .await;
-    let err = pushy::connect_with(&html, ConnectionConfig::default())
-        .await
-        .unwrap_err();
+    let html = answered_with(b"<!DOCTYPE HTML>\n<html><body>Error 400</body></html>\n").await;
     assert!(
         matches!(
-            transport(&err),
+            transport(&html),
             TransportError::Handshake(HandshakeError::Foreign(ForeignProtocol::Unknown))
         ),
-        "{err:?}"
+        "{html:?}"
     );
 }
 
@@ -234,33 +228,9 @@ async fn a_local_host_that_exits_before_the_handshake_says_so() {
 
 #[tokio::test]
 async fn a_daemon_refuses_with_a_reason_enum() {
-    // No token, a wrong token: authentication failures.
+    // (No token and a wrong token: `daemon_refuses_wrong_or_missing_tokens`
+    // in transports.rs.)
     let daemon = Daemon::start(&["--max-sessions", "1"]);
-    let err = pushy::connect_with(&daemon.url(), ConnectionConfig::default())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            transport(&err),
-            TransportError::AuthFailed(AuthFailure::TokenRequired)
-        ),
-        "{err:?}"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let wrong = dir.path().join("wrong");
-    std::fs::write(&wrong, "not-the-token-0123456789").unwrap();
-    let mut config = ConnectionConfig::default();
-    config.token_file = Some(wrong);
-    let err = pushy::connect_with(&daemon.url(), config)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            transport(&err),
-            TransportError::AuthFailed(AuthFailure::WrongToken)
-        ),
-        "{err:?}"
-    );
     // A memory limit too small to start a session: refused by the daemon,
     // and by an embedded sandbox, with one reason for both.
     let mut config = daemon.config();

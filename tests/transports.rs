@@ -178,7 +178,9 @@ async fn daemon_refuses_wrong_or_missing_tokens() -> anyhow::Result<()> {
     assert!(
         matches!(
             err,
-            Error::Transport(pushy::transport::TransportError::AuthFailed(_))
+            Error::Transport(pushy::transport::TransportError::AuthFailed(
+                pushy::protocol::AuthFailure::TokenRequired
+            ))
         ),
         "{err:?}"
     );

@@ -376,24 +376,25 @@ impl<'a> ser::Serializer for NodeSerializer<'a> {
         value: &T,
     ) -> Result<(), EncodeError> {
         match name {
-            OBJECT_TOKEN => {
-                let (uid, id) = reference(value)?;
+            OBJECT_TOKEN | CALLBACK_TOKEN => {
+                let (uid, id) = reference(self.out, value)?;
+                let callback = name == CALLBACK_TOKEN;
                 if uid != self.connection_uid {
+                    let what = if callback {
+                        "callback"
+                    } else {
+                        "remote object"
+                    };
                     return Err(EncodeError(format!(
-                        "remote object {id} belongs to another connection"
+                        "{what} {id} belongs to another connection"
                     )));
                 }
-                self.push(Node::Object(id))
-            }
-            CALLBACK_TOKEN => {
-                let (uid, id) = reference(value)?;
-                if uid != self.connection_uid {
-                    return Err(EncodeError(format!(
-                        "callback {id} belongs to another connection"
-                    )));
+                if callback {
+                    self.out.callbacks.push(id);
+                    self.push(Node::Callback(id))
+                } else {
+                    self.push(Node::Object(id))
                 }
-                self.out.callbacks.push(id);
-                self.push(Node::Callback(id))
             }
             BIGINT_TOKEN => {
                 let mut text = Encoding::default();
@@ -483,8 +484,12 @@ impl<'a> ser::Serializer for NodeSerializer<'a> {
 }
 
 /// The `(connection uid, id)` pair inside our marker newtypes, read by
-/// encoding it as nodes like any other value.
-fn reference<T: Serialize + ?Sized>(value: &T) -> Result<(u64, u64), EncodeError> {
+/// encoding it as nodes like any other value, at the end of `out` (no
+/// buffer of its own), and taking those nodes back off.
+fn reference<T: Serialize + ?Sized>(
+    out: &mut Encoding,
+    value: &T,
+) -> Result<(u64, u64), EncodeError> {
     fn number(node: &Node) -> Option<u64> {
         match node {
             Node::Int(i) => u64::try_from(*i).ok(),
@@ -492,17 +497,18 @@ fn reference<T: Serialize + ?Sized>(value: &T) -> Result<(u64, u64), EncodeError
             _ => None,
         }
     }
-    let mut pair = Encoding::default();
+    let start = out.nodes.len();
     value.serialize(NodeSerializer {
-        out: &mut pair,
+        out: &mut *out,
         connection_uid: 0,
         depth: 0,
     })?;
-    match &pair.nodes[..] {
+    let pair = match &out.nodes[start..] {
         [Node::Tuple(2), uid, id] => number(uid).zip(number(id)),
         _ => None,
-    }
-    .ok_or_else(|| EncodeError("malformed handle reference".into()))
+    };
+    out.nodes.truncate(start);
+    pair.ok_or_else(|| EncodeError("malformed handle reference".into()))
 }
 
 #[cfg(test)]
