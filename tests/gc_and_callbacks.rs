@@ -160,3 +160,69 @@ async fn output_arrives_in_order_on_both_streams() -> anyhow::Result<()> {
     let _ = drain_output;
     Ok(())
 }
+
+#[tokio::test]
+async fn typed_callback_errors_reach_guest_code_as_their_class() -> anyhow::Result<()> {
+    let con = session().await;
+    let missing = con.callback_raising(|args: CallArgs| -> Result<(), pushy::CallbackException> {
+        let (key,): (String,) = args
+            .extract()
+            .map_err(|e| pushy::CallbackException::new("builtins.TypeError", e.to_string()))?;
+        Err(pushy::CallbackException::new("builtins.KeyError", key))
+    });
+    let foreign = con.callback_raising(|_args: CallArgs| -> Result<(), pushy::CallbackException> {
+        Err(pushy::CallbackException::new("app.Broken", "badly"))
+    });
+    let catch = con
+        .define(
+            "def catch(f, *args):\n    try:\n        f(*args)\n    except KeyError as e:\n        \
+             return 'KeyError ' + e.args[0]\n    except Exception as e:\n        \
+             return type(e).__name__ + ': ' + str(e)",
+        )
+        .await?;
+    let text: String = catch.call(&(&missing, "k")).await?.extract()?;
+    assert_eq!(text, "KeyError k");
+    let text: String = catch.call(&(&foreign,)).await?.extract()?;
+    assert_eq!(text, "CallbackError: app.Broken: badly");
+    // A builtin class that is no Exception (the local side's KeyboardInterrupt)
+    // is not raised as itself.
+    let stop = con.callback_raising(|_args: CallArgs| -> Result<(), pushy::CallbackException> {
+        Err(pushy::CallbackException::new(
+            "builtins.KeyboardInterrupt",
+            "",
+        ))
+    });
+    let text: String = catch.call(&(&stop,)).await?.extract()?;
+    assert!(
+        text.starts_with("CallbackError: builtins.KeyboardInterrupt"),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_callback_is_found_by_id_while_it_is_registered() -> anyhow::Result<()> {
+    let con = session().await;
+    let cb = con.callback(|_args: CallArgs| -> Result<i64, String> { Ok(7) });
+    let id = cb.id();
+    con.execute("kept = []").await?;
+    let keep = con.eval("kept.append").await?.into_object()?;
+    keep.call(&(&cb,)).await?;
+    drop(cb);
+    // The guest holds it: a new handle sends the same id, the same object.
+    let again = con.callback_by_id(id).expect("still registered");
+    let same: bool = con
+        .define("def same(f):\n    return f is kept[0] and f() == 7")
+        .await?
+        .call(&(&again,))
+        .await?
+        .extract()?;
+    assert!(same);
+    drop(again);
+    con.execute("kept.clear()").await?;
+    // The guest's release arrives with the next reply.
+    con.ping().await?;
+    con.ping().await?;
+    assert!(con.callback_by_id(id).is_none());
+    Ok(())
+}

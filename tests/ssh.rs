@@ -153,6 +153,29 @@ async fn ssh_pushes_the_binary_once_and_then_works_like_local() -> anyhow::Resul
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 
+    // --path over ssh: names the remote's files (here the same machine's);
+    // one the remote does not have is refused there, never ignored.
+    let project = tempfile::tempdir()?;
+    std::fs::write(
+        project.path().join("remote_mod.py"),
+        "WHERE = 'remote path'\n",
+    )?;
+    let mut with_path = config.clone();
+    with_path.host_args = vec![format!("--path={}", project.path().display())];
+    let con = pushy::connect_with(&url, with_path.clone()).await?;
+    let module = con.modules().import("remote_mod").await?;
+    assert_eq!(
+        module.getattr("WHERE").await?.extract::<String>()?,
+        "remote path"
+    );
+    con.close().await?;
+    with_path.host_args = vec![format!(
+        "--path={}",
+        project.path().join("missing").display()
+    )];
+    let err = pushy::connect_with(&url, with_path).await.unwrap_err();
+    assert!(matches!(err, pushy::Error::Transport(_)), "{err:?}");
+
     // A host that refuses us gives a clear transport error.
     config.ssh_options[1] = sshd.dir.path().join("host_key").display().to_string();
     let err = pushy::connect_with(&url, config).await.unwrap_err();

@@ -8,6 +8,7 @@ hand back through `resume` before asking again: a trampoline.
 
 from __future__ import annotations
 
+import builtins
 import weakref
 from typing import Any, Protocol
 
@@ -23,6 +24,23 @@ class CallbackError(Exception):
 # errors so (`CALLBACK_ERROR_TYPE`), and an error that reaches the local side
 # from guest code is reported under the same name.
 _CALLBACK_ERROR_TYPE = f"{CallbackError.__module__}.{CallbackError.__qualname__}"
+
+
+def local_exception(type_name: str, message: str) -> Exception:
+    """What a local failure of type `type_name` raises here: an instance of
+    the builtin exception class it names (so a local KeyError is a KeyError,
+    which a mapping's missing key must be), else a CallbackError naming the
+    type. Only `Exception` classes: the local side's KeyboardInterrupt or
+    SystemExit are not this interpreter's to act on."""
+    module, _, name = type_name.rpartition(".")
+    if module == "builtins":
+        kind = getattr(builtins, name, None)
+        if isinstance(kind, type) and issubclass(kind, Exception):
+            try:
+                return kind(message)
+            except Exception:  # noqa: BLE001 - a class that wants other arguments
+                pass
+    return CallbackError(f"{type_name}: {message}")
 
 
 class LocalCallable:
@@ -104,7 +122,7 @@ class CallbackProxies:
         if error.type_name == _CALLBACK_ERROR_TYPE:
             # The host's own report (the callback failed, or panicked).
             raise CallbackError(error.message)
-        raise CallbackError(f"{error.type_name}: {error.message}")
+        raise local_exception(error.type_name, error.message)
 
     def flush_releases(self) -> None:
         if self.released:

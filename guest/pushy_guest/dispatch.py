@@ -186,11 +186,31 @@ class Session:
             wit_text(message[:_MAX_ERROR_TEXT]), wit_text(text[-_MAX_ERROR_TEXT:]), info,
             ErrorKind.INVALID_HANDLE if isinstance(exc, InvalidHandle) else ErrorKind.EXCEPTION)
 
+    def reset_for_snapshot(self) -> None:
+        """After a preload's imports (see the host's sandbox/preload.rs): the
+        snapshot taken next must start as a fresh session does, with no
+        handles, an empty namespace and its seed and clock still to come."""
+        self.table.clear()
+        namespace = self.main.__dict__
+        namespace.clear()
+        namespace.update(__name__="__main__", __doc__=None, __package__=None,
+                         __loader__=None, __spec__=None, __builtins__=builtins)
+        self._sources.clear()
+        self._source_counter = 0
+        self._code_cache.clear()
+        self._seeded = False
+        # As at the end of the built-in snapshot (agent.py): the preloaded
+        # modules' objects join the permanent generation.
+        import gc
+        gc.collect()
+        gc.freeze()
+
     def _seed(self) -> None:
         """Fresh entropy for this session: the snapshot's seed is shared.
         And a process clock: WASI has none (CPython's reads as negative), so
         `time.process_time` counts from the session's first call (the guest
-        is single-threaded; time blocked in sleeps counts too)."""
+        is single-threaded; time blocked in sleeps counts too). And the
+        working directory: the session's /tmp."""
         self._seeded = True
         random_module = sys.modules.get("random")
         if random_module is not None:
@@ -207,6 +227,13 @@ class Session:
 
         time.process_time_ns = process_time_ns
         time.process_time = process_time
+        # The session's private /tmp is its working directory (the default,
+        # `/`, is no directory the sandbox has).
+        import os
+        try:
+            os.chdir("/tmp")
+        except OSError:
+            pass
 
     # -- what the callback proxies need (callbacks.CallbackSession) ----------
 

@@ -82,6 +82,13 @@ class ObjectTable:
             self._opmasks[kind] = compute_opmask(kind)
         return handle, name, self._opmasks[kind]
 
+    def clear(self) -> None:
+        """Forgets every entry and starts ids again from 1 (a preloaded
+        snapshot must start as a fresh session does)."""
+        self.entries.clear()
+        self._ids.clear()
+        self._next_id = 1
+
     def get(self, handle: int) -> Any:
         return self.entries[handle].obj
 
@@ -114,8 +121,17 @@ def wit_text(text: str) -> str:
 
 
 def compute_opmask(kind: type) -> int:
+    """The dunders instances of `kind` have, found as Python finds special
+    methods: in the type's MRO, not through `getattr(kind, ...)`, which also
+    sees the metaclass (every class has `type.__call__`, so every object
+    looked callable)."""
     mask = 0
+    mro = getattr(kind, "__mro__", (kind,))
     for bit, dunder in enumerate(OPMASK_DUNDERS):
-        if getattr(kind, dunder, None) is not None:
-            mask |= 1 << bit
+        for base in mro:
+            namespace = getattr(base, "__dict__", {})
+            if dunder in namespace:
+                if namespace[dunder] is not None:
+                    mask |= 1 << bit
+                break
     return mask

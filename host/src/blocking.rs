@@ -175,6 +175,20 @@ impl Connection {
         self.inner.callback(f)
     }
 
+    /// See [`crate::Connection::callback_by_id`].
+    pub fn callback_by_id(&self, id: u64) -> Option<Callback> {
+        self.inner.callback_by_id(id)
+    }
+
+    /// See [`crate::Connection::callback_raising`].
+    pub fn callback_raising<F, T>(&self, f: F) -> Callback
+    where
+        F: Fn(CallArgs) -> Result<T, client::CallbackException> + Send + Sync + 'static,
+        T: Serialize,
+    {
+        self.inner.callback_raising(f)
+    }
+
     /// See [`crate::Connection::flush_releases`].
     pub fn flush_releases(&self) {
         self.inner.flush_releases()

@@ -23,8 +23,8 @@
 //!
 //! - [`protocol`]: the wire messages, data only (values as flat node lists,
 //!   operations, replies, the reasons a server refuses).
-//! - [`sandbox`]: engine, compiled-component cache, instances, limits, the
-//!   session loop (protocol only).
+//! - [`sandbox`]: engine, compiled-component cache, instances, limits, each
+//!   session's private size-bounded `/tmp`, the session loop (protocol only).
 //! - [`transport`]: frames (postcard in length-prefixed frames), handshake and
 //!   authentication, `local:`/`ssh:` children, dialling a daemon, the
 //!   `pushy serve` daemon; it hands the client a [`transport::ClientLink`]
@@ -49,8 +49,9 @@ pub mod transport;
 /// Byte payloads of [`Value::Bytes`] (re-exported from the `bytes` crate).
 pub use bytes::Bytes;
 pub use client::{
-    CALLBACK_ERROR_TYPE, CallArgs, Callback, CloseReason, Connection, ConnectionConfig,
-    DEFAULT_OBTAIN_LIMIT, Error, InputMode, Modules, OutputChunk, OutputMode, ProtocolViolation,
-    PythonError, RemoteIter, RemoteObject, Target, Value, connect, connect_with, default_sandbox,
+    CALLBACK_ERROR_TYPE, CallArgs, Callback, CallbackException, CloseReason, Connection,
+    ConnectionConfig, DEFAULT_OBTAIN_LIMIT, Error, InputMode, Modules, OutputChunk, OutputMode,
+    ProtocolViolation, PythonError, RemoteIter, RemoteObject, Target, Value, connect, connect_with,
+    default_sandbox,
 };
 pub use sandbox::{Mount, Sandbox, SandboxConfig, SandboxError, SessionConfig};

@@ -12,8 +12,8 @@ before the file's first test, `setUpClass`/`setup_class` before a class's
 first test, their teardowns when the next test belongs elsewhere or at
 `finish`; a fresh session (after a reload) sets them up again. A fixture that
 fails makes the tests it guards errors. `async def` tests run with asyncio
-when its event loop can start here (today it cannot: it needs a socket pair),
-else they are errors that say why; generator tests are errors: nothing is
+(the sandbox's loop, `pushy_guest.eventloop`; were it unable to start, they
+would be errors that say why); generator tests are errors: nothing is
 reported as passed without having run.
 
 The host imports this package on demand (it is not pre-imported into every

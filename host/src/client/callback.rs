@@ -33,14 +33,38 @@ impl CallArgs {
     }
 }
 
+/// An exception for guest code to raise, from a local callback registered
+/// with [`crate::Connection::callback_raising`]: guest code gets an instance
+/// of the builtin exception class `type_name` names (`builtins.KeyError` is
+/// a `KeyError` there, so `except KeyError:` and a mapping's missing key
+/// work), else a `CallbackError` whose message names the type.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{type_name}: {message}")]
+pub struct CallbackException {
+    /// Qualified name of the exception's type, e.g. `builtins.KeyError`.
+    pub type_name: String,
+    /// The message: the one argument the guest's exception is made with.
+    pub message: String,
+}
+
+impl CallbackException {
+    /// An exception of type `type_name` (qualified: `builtins.ValueError`).
+    pub fn new(type_name: impl Into<String>, message: impl Into<String>) -> Self {
+        CallbackException {
+            type_name: type_name.into(),
+            message: message.into(),
+        }
+    }
+}
+
 type Handler = Arc<dyn Fn(CallArgs, &Arc<Shared>) -> Reply + Send + Sync>;
 
 struct Entry {
     handler: Handler,
     /// References the guest holds (sends not yet released).
     sent: u64,
-    /// Whether the local `Callback` value still exists.
-    local: bool,
+    /// How many local `Callback` values of it exist.
+    local: u32,
 }
 
 #[derive(Default)]
@@ -50,11 +74,34 @@ pub(crate) struct CallbackRegistry {
 }
 
 impl CallbackRegistry {
+    /// Registers `f`; its errors become `CallbackError`s in the guest.
     pub(crate) fn register<F, T, E>(&self, shared: Arc<Shared>, f: F) -> Callback
     where
         F: Fn(CallArgs) -> Result<T, E> + Send + Sync + 'static,
         T: Serialize,
         E: std::fmt::Display,
+    {
+        self.register_with(shared, move |args| {
+            f(args).map_err(|e| Box::new(error_reply(e.to_string())))
+        })
+    }
+
+    /// Registers `f`; its errors are the exceptions they name.
+    pub(crate) fn register_raising<F, T>(&self, shared: Arc<Shared>, f: F) -> Callback
+    where
+        F: Fn(CallArgs) -> Result<T, CallbackException> + Send + Sync + 'static,
+        T: Serialize,
+    {
+        self.register_with(shared, move |args| {
+            f(args).map_err(|e| Box::new(typed_error_reply(e.type_name, e.message)))
+        })
+    }
+
+    /// Registers `f`, whose error is the reply to send.
+    fn register_with<F, T>(&self, shared: Arc<Shared>, f: F) -> Callback
+    where
+        F: Fn(CallArgs) -> Result<T, Box<Reply>> + Send + Sync + 'static,
+        T: Serialize,
     {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let handler: Handler = Arc::new(move |args, shared: &Arc<Shared>| match f(args) {
@@ -65,14 +112,14 @@ impl CallbackRegistry {
                 }
                 Err(e) => error_reply(format!("cannot send the callback's result: {e}")),
             },
-            Err(e) => error_reply(e.to_string()),
+            Err(reply) => *reply,
         });
         self.entries.lock().expect("callback lock").insert(
             id,
             Entry {
                 handler,
                 sent: 0,
-                local: true,
+                local: 1,
             },
         );
         Callback { id, shared }
@@ -95,18 +142,26 @@ impl CallbackRegistry {
         for r in released {
             if let Some(entry) = entries.get_mut(&r.id) {
                 entry.sent = entry.sent.saturating_sub(u64::from(r.count));
-                if entry.sent == 0 && !entry.local {
+                if entry.sent == 0 && entry.local == 0 {
                     entries.remove(&r.id);
                 }
             }
         }
     }
 
+    /// Another local handle of callback `id`, if it is still registered.
+    pub(crate) fn revive(&self, shared: Arc<Shared>, id: u64) -> Option<Callback> {
+        let mut entries = self.entries.lock().expect("callback lock");
+        let entry = entries.get_mut(&id)?;
+        entry.local += 1;
+        Some(Callback { id, shared })
+    }
+
     fn local_dropped(&self, id: u64) {
         let mut entries = self.entries.lock().expect("callback lock");
         if let Some(entry) = entries.get_mut(&id) {
-            entry.local = false;
-            if entry.sent == 0 {
+            entry.local = entry.local.saturating_sub(1);
+            if entry.sent == 0 && entry.local == 0 {
                 entries.remove(&id);
             }
         }
@@ -127,8 +182,14 @@ impl CallbackRegistry {
 }
 
 fn error_reply(message: String) -> Reply {
+    typed_error_reply(CALLBACK_ERROR_TYPE.to_owned(), message)
+}
+
+/// The guest reads only the type's name and the message (see
+/// `guest/pushy_guest/callbacks.py`); the bases are a placeholder.
+fn typed_error_reply(type_name: String, message: String) -> Reply {
     Reply::Error(ErrorInfo {
-        type_name: CALLBACK_ERROR_TYPE.to_owned(),
+        type_name,
         bases: vec!["builtins.Exception".to_owned()],
         message,
         traceback: String::new(),

@@ -26,6 +26,10 @@ pub struct ConnectionConfig {
     /// `$PUSHY_HOST_PROGRAM`, else this executable if it is `pushy`, else
     /// `pushy` on PATH.
     pub host_program: Option<PathBuf>,
+    /// Arguments `local:` puts before `host --stdio`, for a host program
+    /// that is an interpreter running pushy (the Python package starts
+    /// `python -m pushy._host`). Default: none.
+    pub host_program_args: Vec<String>,
     /// Extra arguments for `pushy host --stdio` started by `local:` and
     /// `ssh:` (e.g. `--memory 64`).
     pub host_args: Vec<String>,
@@ -59,6 +63,7 @@ impl Default for ConnectionConfig {
             token_file: None,
             tls_ca: None,
             host_program: None,
+            host_program_args: Vec::new(),
             host_args: Vec::new(),
             ssh_options: Vec::new(),
             ssh_remote_dir: "$HOME/.cache/pushy/bin".to_owned(),

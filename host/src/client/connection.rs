@@ -145,6 +145,29 @@ impl Connection {
         self.shared.callbacks.register(self.shared.clone(), f)
     }
 
+    /// [`Connection::callback`] whose failures reach guest code as the
+    /// exceptions they name: a [`crate::CallbackException`] of type
+    /// `builtins.KeyError` is a `KeyError` there (any builtin `Exception`
+    /// class by its qualified name), another type a `CallbackError` whose
+    /// message names it.
+    pub fn callback_raising<F, T>(&self, f: F) -> Callback
+    where
+        F: Fn(super::CallArgs) -> Result<T, super::CallbackException> + Send + Sync + 'static,
+        T: Serialize,
+    {
+        self.shared
+            .callbacks
+            .register_raising(self.shared.clone(), f)
+    }
+
+    /// A new handle of the callback with this [`Callback::id`] while it is
+    /// still registered (a local handle of it exists, or guest code holds
+    /// it): sending it sends the same id, so guest code sees the same
+    /// object, as for the first handle. `None` once it has been released.
+    pub fn callback_by_id(&self, id: u64) -> Option<Callback> {
+        self.shared.callbacks.revive(self.shared.clone(), id)
+    }
+
     /// Local callbacks still registered (held locally or by the guest).
     pub fn live_callbacks(&self) -> usize {
         self.shared.callbacks.len()
@@ -192,9 +215,16 @@ impl Connection {
     pub async fn close(self) -> Result<(), Error> {
         self.shared.send_releases();
         self.shared.close(CloseReason::ByLocalSide);
+        // The session ends on its side as the link closes: give it a moment
+        // to finish (its `atexit` handlers, its scratch directory removed, a
+        // `local:` child gone) before this process may exit.
+        self.shared.wait_ended(CLOSE_WAIT).await;
         Ok(())
     }
 }
+
+/// How long [`Connection::close`] waits for the session to finish on its side.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Pushy's `con.modules`: imports remote modules.
 #[derive(Clone, Debug)]

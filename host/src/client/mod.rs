@@ -13,7 +13,7 @@ mod target;
 mod tree;
 mod value;
 
-pub use callback::{CALLBACK_ERROR_TYPE, CallArgs, Callback};
+pub use callback::{CALLBACK_ERROR_TYPE, CallArgs, Callback, CallbackException};
 pub use config::{ConnectionConfig, InputMode, OutputChunk, OutputMode};
 pub use connection::{Connection, Modules};
 pub use error::{CloseReason, Error, ProtocolViolation, PythonError};

@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     /// How long a caller polls for its reply before it sleeps.
     pub(super) spin: Duration,
     pub(super) config: ConnectionConfig,
+    /// Changes never; closed when the dispatch task ends, i.e. when the
+    /// session's side has gone (see [`Shared::wait_ended`]).
+    ended: tokio::sync::watch::Receiver<()>,
 }
 
 pub(super) enum OutputSink {
@@ -74,6 +77,7 @@ impl Shared {
             }
             OutputMode::Discard => OutputSink::Discard,
         };
+        let (ended_tx, ended_rx) = tokio::sync::watch::channel(());
         let shared = Arc::new(Shared {
             uid: NEXT_CONNECTION_UID.fetch_add(1, Ordering::Relaxed),
             outbound: Mutex::new(Some(outbound)),
@@ -88,8 +92,9 @@ impl Shared {
             output_error: Mutex::new(None),
             spin: crate::transport::spin::budget(crate::transport::spin::DEFAULT_CLIENT_SPIN),
             config,
+            ended: ended_rx,
         });
-        tokio::spawn(dispatch(Arc::downgrade(&shared), inbound));
+        tokio::spawn(dispatch(Arc::downgrade(&shared), inbound, ended_tx));
         if !shared.config.gc_interval.is_zero() {
             tokio::spawn(release_timer(
                 Arc::downgrade(&shared),
@@ -127,6 +132,14 @@ impl Shared {
             .expect("closed lock")
             .clone()
             .unwrap_or(CloseReason::SessionEnded)
+    }
+
+    /// Waits, at most `limit`, until the session's side has gone: after a
+    /// close, until it has finished (its interpreter shut down, its scratch
+    /// directory removed, a `local:` child exited).
+    pub(super) async fn wait_ended(&self, limit: Duration) {
+        let mut ended = self.ended.clone();
+        let _ = tokio::time::timeout(limit, async { while ended.changed().await.is_ok() {} }).await;
     }
 
     pub(super) fn close(&self, reason: CloseReason) {
@@ -339,7 +352,12 @@ async fn wait_briefly<T>(rx: &mut oneshot::Receiver<T>, spin: Duration) -> Brief
 }
 
 /// Routes everything the session sends until it goes away.
-async fn dispatch(shared: Weak<Shared>, mut inbound: mpsc::UnboundedReceiver<Inbound>) {
+async fn dispatch(
+    shared: Weak<Shared>,
+    mut inbound: mpsc::UnboundedReceiver<Inbound>,
+    // Dropped when this task ends, whichever way: `Shared::wait_ended`.
+    _ended: tokio::sync::watch::Sender<()>,
+) {
     while let Some(message) = inbound.recv().await {
         let Some(shared) = shared.upgrade() else {
             return;

@@ -99,6 +99,7 @@ fn spawn_options(config: &ConnectionConfig) -> SpawnOptions {
     let spawned = SpawnOptions::default().dial.timeout;
     SpawnOptions {
         program: config.host_program.clone(),
+        program_args: config.host_program_args.clone(),
         host_args: config.host_args.clone(),
         ssh_options: config.ssh_options.clone(),
         ssh_remote_dir: config.ssh_remote_dir.clone(),

@@ -64,6 +64,8 @@ pub struct RequestedLimits {
     pub memory_bytes: Option<u64>,
     /// Output per call, in bytes.
     pub output_bytes: Option<u64>,
+    /// What the session's `/tmp` may hold, in bytes.
+    pub scratch_bytes: Option<u64>,
 }
 
 /// Why a server turned a client away ([`ServerMessage::Refused`]).

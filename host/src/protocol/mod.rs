@@ -18,7 +18,7 @@ pub use messages::*;
 pub use ops::*;
 
 /// Version of this protocol; both ends must agree during the handshake.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Deepest nesting of a value, in either direction: a deeper value is
 /// refused with an error before anything is sent.

@@ -79,6 +79,15 @@ fn poll_bounded(
             state.check_link()?;
         }
         let slice = state.blocking_slice(SLICE)?;
+        if pollables.is_empty() {
+            // Nothing to wait for: poll(2) with no descriptors and no timeout
+            // waits forever (`select()` of nothing, an asyncio loop whose
+            // every task awaits a future nobody resolves: python3 hangs).
+            // wasmtime-wasi traps on an empty list; here it waits until the
+            // deadline, an interrupt or the end of the link.
+            std::thread::sleep(slice);
+            continue;
+        }
         let borrowed = pollables
             .iter()
             .map(|p| Resource::new_borrow(p.rep()))

@@ -14,6 +14,7 @@ use wasmtime_wasi::{DirPerms, FilePerms, WasiCtx, WasiCtxBuilder, WasiCtxView, W
 
 use super::bindings::{self, Agent, AgentPre, host, wit};
 use super::latin1;
+use super::scratch::{self, ScratchDir, ScratchState, ScratchView};
 use super::{MountError, SandboxError, SessionConfig, boxed};
 use crate::protocol::{
     ClientMessage, Failure, Inbound, MAX_VALUE_BYTES, MAX_VALUE_NODES, Op, OutputStream,
@@ -57,7 +58,6 @@ pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
-    pub(super) link: Box<dyn SessionLink>,
     /// Calls to local callbacks in progress, innermost last.
     callbacks: Vec<u64>,
     next_call: u64,
@@ -81,6 +81,14 @@ pub(crate) struct HostState {
     exit_status: Option<i32>,
     /// The session is shutting down: the link is gone, not interrupting.
     finishing: bool,
+    /// The limit on the scratch directory, and the descriptors inside it.
+    scratch: ScratchState,
+    /// Removes the session's scratch directory when the state is dropped
+    /// (after the descriptors into it are closed).
+    _scratch_dir: ScratchDir,
+    /// Dropped last: the local side sees the session end only once all of
+    /// it is gone, its scratch directory included.
+    pub(super) link: Box<dyn SessionLink>,
 }
 
 /// Denies growth past the session's memory limit and remembers that it did.
@@ -128,6 +136,18 @@ impl WasiView for HostState {
 impl wit::Host for HostState {}
 
 impl HostState {
+    /// The filesystem host the guest sees: wasmtime-wasi's, with the
+    /// scratch directory's limit.
+    pub(super) fn scratch_view(&mut self) -> ScratchView<'_> {
+        ScratchView {
+            fs: wasmtime_wasi::filesystem::WasiFilesystemCtxView {
+                ctx: self.wasi.filesystem(),
+                table: &mut self.table,
+            },
+            state: &mut self.scratch,
+        }
+    }
+
     /// The resource table wasmtime-wasi keeps its handles in.
     pub(super) fn resource_table(&mut self) -> &mut ResourceTable {
         &mut self.table
@@ -411,18 +431,43 @@ impl Instance {
         config: &SessionConfig,
         link: Box<dyn SessionLink>,
     ) -> Result<Self, StartFailure> {
+        Self::start(engine, config, link, |store| pre.instantiate(store))
+    }
+
+    /// A fresh instance made by `instantiate`, with the session's limits,
+    /// mounts and python path.
+    pub(super) fn start(
+        engine: &Engine,
+        config: &SessionConfig,
+        link: Box<dyn SessionLink>,
+        instantiate: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<Agent>,
+    ) -> Result<Self, StartFailure> {
         let mut wasi = WasiCtxBuilder::new();
         // No environment, no arguments, no network: only what is asked for.
         wasi.allow_ip_name_lookup(false)
             .allow_tcp(false)
-            .allow_udp(false);
-        if let Err(error) = super::mounts::check(&config.mounts) {
+            .allow_udp(false)
+            // A session runs on a thread of its own, never an async
+            // runtime's: file operations run right there, without a hop to
+            // tokio's blocking pool and back for every stat, open and read
+            // (an import from a mount makes dozens).
+            .allow_blocking_current_thread(true);
+        let mounts = match config.python_path.mounts() {
+            Ok(path_mounts) => [config.mounts.as_slice(), &path_mounts].concat(),
+            Err(error) => {
+                return Err(StartFailure {
+                    error: error.into(),
+                    link,
+                });
+            }
+        };
+        if let Err(error) = super::mounts::check(&mounts) {
             return Err(StartFailure {
                 error: error.into(),
                 link,
             });
         }
-        for mount in &config.mounts {
+        for mount in &mounts {
             let (dir_perms, file_perms) = if mount.read_only {
                 (DirPerms::READ, FilePerms::READ)
             } else {
@@ -440,6 +485,56 @@ impl Instance {
                 });
             }
         }
+        let scratch_dir = match ScratchDir::create() {
+            Ok(dir) => dir,
+            Err(error) => return Err(StartFailure { error, link }),
+        };
+        // A `--dir` mount at /tmp or /dev takes the place of the scratch one.
+        let mounted = |guest: &str| {
+            config
+                .mounts
+                .iter()
+                .any(|mount| mount.guest.trim_end_matches('/') == guest)
+        };
+        let with_tmp = !mounted(scratch::TMP_GUEST);
+        let with_dev = !mounted(scratch::DEV_GUEST);
+        let preopened = (if with_tmp {
+            wasi.preopened_dir(
+                scratch_dir.tmp(),
+                scratch::TMP_GUEST,
+                DirPerms::all(),
+                FilePerms::all(),
+            )
+            .map(drop)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| {
+            if with_dev {
+                wasi.preopened_dir(
+                    scratch_dir.dev(),
+                    scratch::DEV_GUEST,
+                    DirPerms::READ,
+                    FilePerms::READ,
+                )
+                .map(drop)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(error) = preopened {
+            let error = SandboxError::Scratch {
+                path: scratch_dir.tmp(),
+                source: std::io::Error::other(boxed(error)),
+            };
+            return Err(StartFailure { error, link });
+        }
+        let scratch = ScratchState::new(
+            scratch_dir.tmp(),
+            config.scratch_limit as u64,
+            with_tmp,
+            with_dev,
+        );
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -464,6 +559,8 @@ impl Instance {
             deferred_releases: Vec::new(),
             exit_status: None,
             finishing: false,
+            scratch,
+            _scratch_dir: scratch_dir,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -485,7 +582,7 @@ impl Instance {
         });
         store.set_epoch_deadline(1);
         let started = Instant::now();
-        let agent = match pre.instantiate(&mut store) {
+        let agent = match instantiate(&mut store) {
             Ok(agent) => agent,
             Err(error) => {
                 let state = store.into_data();
@@ -504,12 +601,47 @@ impl Instance {
             }
         };
         tracing::debug!(elapsed = ?started.elapsed(), "instantiated");
-        Ok(Instance {
+        let mut instance = Instance {
             store,
             agent,
             memory_limit: config.memory_limit,
             dead: None,
-        })
+        };
+        if let Err(reason) = instance.install_python_path(config) {
+            return Err(StartFailure {
+                error: SandboxError::PythonPathSetup(reason),
+                link: instance.store.into_data().link,
+            });
+        }
+        Ok(instance)
+    }
+
+    /// Puts the session's python path (host paths, mounted) at the front of
+    /// the guest's `sys.path`; idempotent, so a preloaded snapshot that has
+    /// them already gets the same list.
+    pub(super) fn install_python_path(&mut self, config: &SessionConfig) -> Result<(), String> {
+        if config.python_path.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<String> = config
+            .python_path
+            .entries()
+            .map(|entry| python_str(&entry.to_string_lossy()))
+            .collect();
+        let source = format!(
+            "__import__('pushy_guest.paths').paths.install([{}])",
+            entries.join(", ")
+        );
+        match self.dispatch(Op::Execute(source)) {
+            Ok(Reply::Ok(_)) => Ok(()),
+            Ok(Reply::Error(error)) => Err(error.traceback),
+            Err(failure) => Err(failure.to_string()),
+        }
+    }
+
+    /// The store, for reading the instance out (preloaded snapshots).
+    pub(super) fn into_store(self) -> Store<HostState> {
+        self.store
     }
 
     /// Interpreter shutdown at the end of a session (`atexit` handlers, open
@@ -599,5 +731,31 @@ impl Instance {
             None => format!("{error:#}"),
         };
         Failure::Trapped { reason }
+    }
+}
+
+/// `text` as a Python string literal.
+fn python_str(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c if c.is_control() => out.push_str(&format!("\\U{:08x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod python_str_tests {
+    #[test]
+    fn escapes_quotes_backslashes_and_controls() {
+        assert_eq!(super::python_str("/a/b"), "'/a/b'");
+        assert_eq!(super::python_str("it's\\x"), "'it\\'s\\\\x'");
+        assert_eq!(super::python_str("a\nb"), "'a\\U0000000ab'");
     }
 }

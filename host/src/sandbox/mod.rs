@@ -12,6 +12,9 @@ mod instance;
 mod latin1;
 mod mounts;
 mod packed;
+mod preload;
+mod python_path;
+mod scratch;
 mod serve;
 
 use std::path::PathBuf;
@@ -26,6 +29,9 @@ use crate::protocol::RequestedLimits;
 use instance::NoLink;
 pub(crate) use instance::{Instance, SessionLink, StartFailure};
 pub use mounts::{Mount, MountError, check as check_mounts};
+pub use preload::{PreloadError, check_name as check_preload_name};
+pub use python_path::{PathError, PythonPath};
+pub use scratch::root as scratch_root;
 pub(crate) use serve::serve_session;
 
 use bindings::AgentPre;
@@ -74,9 +80,27 @@ pub enum SandboxError {
     /// A `--dir` mount was invalid.
     #[error(transparent)]
     Mount(#[from] MountError),
+    /// The session's scratch directory (its `/tmp`) could not be created.
+    #[error("cannot create the session's scratch directory {}", path.display())]
+    Scratch {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The session's thread could not be started.
     #[error("failed to start the session thread")]
     Thread(#[source] std::io::Error),
+    /// A `--path` or `--venv` could not be used.
+    #[error(transparent)]
+    PythonPath(#[from] PathError),
+    /// Putting the python path on the guest's `sys.path` failed.
+    #[error("setting up the python path in the sandbox failed: {0}")]
+    PythonPathSetup(String),
+    /// A preloaded snapshot could not be made.
+    #[error(transparent)]
+    Preload(#[from] PreloadError),
     /// Setting the sandbox up panicked (a bug: please report it).
     #[error("setting the sandbox up panicked")]
     SetupPanicked,
@@ -124,6 +148,12 @@ pub struct SandboxConfig {
     pub max_wasm_stack: usize,
     /// Limits each new session gets unless it asks for others.
     pub session: SessionConfig,
+    /// Modules imported once into a snapshot that every session of this
+    /// sandbox starts from (`--preload`), with `session.python_path`
+    /// mounted. The snapshot is cached (see [`SandboxConfig::cache_dir`]),
+    /// keyed by this binary, the modules and the state of every file under
+    /// the python path; the first build takes seconds. Default: none.
+    pub preload: Vec<String>,
 }
 
 impl Default for SandboxConfig {
@@ -132,6 +162,7 @@ impl Default for SandboxConfig {
             cache_dir: cache::default_dir(),
             max_wasm_stack: 64 << 20,
             session: SessionConfig::default(),
+            preload: Vec::new(),
         }
     }
 }
@@ -150,6 +181,15 @@ pub struct SessionConfig {
     pub output_limit: usize,
     /// Host directories visible to the guest. Default: none.
     pub mounts: Vec<Mount>,
+    /// Directories and archives on the guest's `sys.path`, seen read-only
+    /// at their host paths (`--path`, `--venv`). Default: none.
+    pub python_path: PythonPath,
+    /// Bytes the session's private, writable `/tmp` may hold (each file,
+    /// directory or link counting 4 KiB besides its contents); a write past
+    /// it fails in the guest with `OSError` `ENOSPC`. The directory lives on
+    /// the host (in `/dev/shm` when it can) and is removed when the session
+    /// ends. Default: 64 MiB.
+    pub scratch_limit: usize,
 }
 
 impl Default for SessionConfig {
@@ -159,6 +199,8 @@ impl Default for SessionConfig {
             time_limit: Some(Duration::from_secs(60)),
             output_limit: 64 << 20,
             mounts: Vec::new(),
+            python_path: PythonPath::default(),
+            scratch_limit: 64 << 20,
         }
     }
 }
@@ -179,6 +221,10 @@ impl SessionConfig {
         if let Some(bytes) = asked.output_bytes {
             let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
             config.output_limit = config.output_limit.min(bytes);
+        }
+        if let Some(bytes) = asked.scratch_bytes {
+            let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+            config.scratch_limit = config.scratch_limit.min(bytes);
         }
         config
     }
@@ -223,23 +269,29 @@ impl Sandbox {
             .wasm_backtrace_max_frames(None)
             .generate_address_map(false);
         let engine = Engine::new(&wasm_config).map_err(|e| SandboxError::Engine(boxed(e)))?;
-        let component: Component = cache::load_or_compile(
-            &engine,
-            COMPONENT,
-            COMPONENT_SHA256,
-            config.cache_dir.as_deref(),
-        )?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| blocking::add_to_linker(&mut linker))
+            .and_then(|()| add_scratch_to_linker(&mut linker))
             .map_err(|e| SandboxError::Link(boxed(e)))?;
         bindings::Agent::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| SandboxError::Link(boxed(e)))?;
+        // Before a preload runs its imports: its time limit needs the ticks.
+        spawn_epoch_ticker(&engine);
+        let component: Component = if config.preload.is_empty() {
+            cache::load_or_compile(
+                &engine,
+                COMPONENT,
+                COMPONENT_SHA256,
+                config.cache_dir.as_deref(),
+            )?
+        } else {
+            Self::preloaded(&engine, &linker, &config)?
+        };
         let pre = linker
             .instantiate_pre(&component)
             .and_then(AgentPre::new)
             .map_err(|e| SandboxError::Link(boxed(e)))?;
-        spawn_epoch_ticker(&engine);
         tracing::debug!(elapsed = ?started.elapsed(), "sandbox ready");
         Ok(Sandbox {
             inner: Arc::new(SandboxInner {
@@ -247,6 +299,48 @@ impl Sandbox {
                 pre,
                 config,
             }),
+        })
+    }
+
+    /// The component with `config.preload` imported, from the cache or built.
+    fn preloaded(
+        engine: &Engine,
+        linker: &Linker<HostState>,
+        config: &SandboxConfig,
+    ) -> Result<Component, SandboxError> {
+        for module in &config.preload {
+            preload::check_name(module)?;
+        }
+        let roots: Vec<PathBuf> = config
+            .session
+            .python_path
+            .entries()
+            .map(Into::into)
+            .collect();
+        let path = config.cache_dir.as_deref().map(|dir| {
+            let key = preload::cache_key(COMPONENT_SHA256, &config.preload, &roots);
+            cache::snapshot_file(engine, COMPONENT_SHA256, &key, dir)
+        });
+        cache::load_or_build(engine, path.as_deref(), || {
+            let started = std::time::Instant::now();
+            let bytes = preload::build(
+                engine,
+                linker,
+                COMPONENT,
+                &config.session,
+                &config.preload,
+                config.max_wasm_stack + (8 << 20),
+                config
+                    .cache_dir
+                    .as_deref()
+                    .map(|dir| cache::instrumented_file(engine, COMPONENT_SHA256, dir)),
+            )?;
+            tracing::info!(
+                modules = %config.preload.join(","),
+                elapsed = ?started.elapsed(),
+                "built the preloaded snapshot"
+            );
+            Component::new(engine, &bytes).map_err(|e| SandboxError::Compile(boxed(e)))
         })
     }
 
@@ -271,12 +365,36 @@ impl Sandbox {
     }
 
     /// Checks that a session with `config` can start (its memory limit is
-    /// large enough, its mounts open), by starting and dropping one.
+    /// large enough, its mounts open, its python path set up), by starting
+    /// and dropping one, on a thread of its own like every session (a
+    /// session's blocking WASI calls must not run on an async runtime's).
     pub fn check_session(&self, config: &SessionConfig) -> Result<(), SandboxError> {
-        self.instantiate(config, Box::new(NoLink))
-            .map(drop)
-            .map_err(|failure| failure.error)
+        let (sandbox, config) = (self.clone(), config.clone());
+        std::thread::Builder::new()
+            .name("pushy-check".into())
+            .stack_size(self.session_stack_size())
+            .spawn(move || {
+                sandbox
+                    .instantiate(&config, Box::new(NoLink))
+                    .map(drop)
+                    .map_err(|failure| failure.error)
+            })
+            .map_err(SandboxError::Thread)?
+            .join()
+            .map_err(|_| SandboxError::SetupPanicked)?
     }
+}
+
+/// Replaces wasmtime-wasi's `wasi:filesystem` interfaces with the wrapped
+/// ones of [`scratch`] (the same implementation, with the scratch limit).
+fn add_scratch_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::bindings::filesystem::preopens;
+    use wasmtime_wasi::p2::bindings::sync::filesystem::types;
+    linker.allow_shadowing(true);
+    types::add_to_linker::<HostState, scratch::ScratchFs>(linker, HostState::scratch_view)?;
+    preopens::add_to_linker::<HostState, scratch::ScratchFs>(linker, HostState::scratch_view)?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] while the engine lives.

@@ -20,6 +20,9 @@ pub struct SpawnOptions {
     /// The `pushy` program. `None`: `$PUSHY_HOST_PROGRAM`, else this
     /// executable if it is `pushy`, else `pushy` on PATH.
     pub program: Option<PathBuf>,
+    /// `local:` only: arguments before `host --stdio`, for a program that
+    /// is an interpreter running pushy (`python -m pushy._host`).
+    pub program_args: Vec<String>,
     /// Extra arguments for `pushy host --stdio` (e.g. `--memory 64`).
     pub host_args: Vec<String>,
     /// Extra arguments for `ssh` (e.g. `-i KEY`).
@@ -34,6 +37,7 @@ impl Default for SpawnOptions {
     fn default() -> Self {
         SpawnOptions {
             program: None,
+            program_args: Vec::new(),
             host_args: Vec::new(),
             ssh_options: Vec::new(),
             ssh_remote_dir: "$HOME/.cache/pushy/bin".to_owned(),
@@ -83,6 +87,7 @@ fn ssh_failed(target: &str, output: &std::process::Output) -> TransportError {
 pub async fn spawn_local(options: &SpawnOptions) -> Result<ClientLink, TransportError> {
     let program = host_program(options);
     let mut child = Command::new(&program)
+        .args(&options.program_args)
         .args(["host", "--stdio"])
         .args(&options.host_args)
         .stdin(Stdio::piped())

@@ -75,9 +75,24 @@ pub(crate) struct LimitArgs {
     /// Output limit per call, in MiB (the rest is cut with a notice) [default: 64].
     #[arg(long, value_name = "MIB")]
     pub(crate) output_limit: Option<usize>,
+    /// What the session's private /tmp may hold, in MiB (past it, writes fail
+    /// with ENOSPC) [default: 64].
+    #[arg(long, value_name = "MIB")]
+    pub(crate) scratch: Option<usize>,
     /// Mount a host directory into the sandbox (repeatable).
     #[arg(long = "dir", value_name = "HOST:GUEST[:ro]")]
     pub(crate) dirs: Vec<Mount>,
+    /// Import from this directory, .whl or .zip, seen read-only at its host
+    /// path (repeatable: sys.path in the order given).
+    #[arg(long = "path", value_name = "DIR|WHL|ZIP")]
+    pub(crate) python_path: Vec<PathBuf>,
+    /// Import from this virtualenv's site-packages [default: $VIRTUAL_ENV].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) venv: Option<PathBuf>,
+    /// Import these modules once into a snapshot (cached on disk) that every
+    /// session starts from.
+    #[arg(long, value_name = "MODULE[,MODULE...]", value_delimiter = ',')]
+    pub(crate) preload: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -178,9 +193,35 @@ impl LimitArgs {
         if let Some(output) = self.output_limit {
             config.output_limit = mib("--output-limit", output)?;
         }
+        if let Some(scratch) = self.scratch {
+            config.scratch_limit = mib("--scratch", scratch)?;
+        }
         pushy::sandbox::check_mounts(&self.dirs)?;
         config.mounts = self.dirs.clone();
+        for module in &self.preload {
+            pushy::sandbox::check_preload_name(module)?;
+        }
+        let venv = self.venv_or_ambient();
+        config.python_path =
+            pushy::sandbox::PythonPath::resolve(&self.python_path, venv.as_deref()).map_err(
+                |error| match error {
+                    pushy::sandbox::PathError::NotAVenv(_) if self.venv.is_none() => {
+                        anyhow::anyhow!("$VIRTUAL_ENV={error}")
+                    }
+                    pushy::sandbox::PathError::NotAVenv(_) => anyhow::anyhow!("--venv {error}"),
+                    other => other.into(),
+                },
+            )?;
         Ok(config)
+    }
+
+    /// `--venv`, else `$VIRTUAL_ENV` (an active virtualenv), if set.
+    fn venv_or_ambient(&self) -> Option<PathBuf> {
+        self.venv.clone().or_else(|| {
+            std::env::var_os("VIRTUAL_ENV")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
     }
 
     /// The limits given on the command line, for a host elsewhere to apply
@@ -197,23 +238,66 @@ impl LimitArgs {
         if let Some(output) = self.output_limit {
             asked.output_bytes = Some(mib("--output-limit", output)? as u64);
         }
+        if let Some(scratch) = self.scratch {
+            asked.scratch_bytes = Some(mib("--scratch", scratch)? as u64);
+        }
         Ok(asked)
     }
 
     /// Whether these flags can be honoured over `target`.
     pub(crate) fn check_target(&self, target: &pushy::Target) -> anyhow::Result<()> {
-        if matches!(target, pushy::Target::Daemon(_)) && !self.dirs.is_empty() {
-            anyhow::bail!(
-                "--dir cannot be used with a daemon: target: the daemon runs on its own \
-                 host, where this machine's directories do not exist; start the daemon \
-                 with `pushy serve --dir` instead"
-            );
+        if matches!(target, pushy::Target::Daemon(_)) {
+            let given = [
+                (!self.dirs.is_empty()).then_some("--dir"),
+                (!self.python_path.is_empty()).then_some("--path"),
+                self.venv.is_some().then_some("--venv"),
+                (!self.preload.is_empty()).then_some("--preload"),
+            ];
+            if let Some(flag) = given.into_iter().flatten().next() {
+                anyhow::bail!(
+                    "{flag} cannot be used with a daemon: target: a client cannot mount \
+                     anything on the daemon's host (this machine's files do not exist \
+                     there); the daemon's own `pushy serve {flag}` defines what its \
+                     sessions see"
+                );
+            }
         }
         Ok(())
     }
 
-    /// The same limits as flags for a `pushy host` started elsewhere.
-    pub(crate) fn host_args(&self) -> Vec<String> {
+    /// The python path flags for a `pushy host` started elsewhere: paths made
+    /// absolute for a local child; over ssh they name the remote's files,
+    /// which must exist there (the remote host refuses them otherwise), and
+    /// this machine's `$VIRTUAL_ENV` means nothing there.
+    fn path_args(&self, remote: bool) -> Vec<String> {
+        let absolute = |path: &PathBuf| {
+            if remote {
+                path.clone()
+            } else {
+                std::path::absolute(path).unwrap_or_else(|_| path.clone())
+            }
+        };
+        let mut args = Vec::new();
+        for path in &self.python_path {
+            args.push(format!("--path={}", absolute(path).display()));
+        }
+        let venv = if remote {
+            self.venv.clone()
+        } else {
+            self.venv_or_ambient()
+        };
+        if let Some(venv) = venv {
+            args.push(format!("--venv={}", absolute(&venv).display()));
+        }
+        if !self.preload.is_empty() {
+            args.push(format!("--preload={}", self.preload.join(",")));
+        }
+        args
+    }
+
+    /// The same limits as flags for a `pushy host` started elsewhere
+    /// (`remote`: on another machine, over ssh).
+    pub(crate) fn host_args(&self, remote: bool) -> Vec<String> {
         let mut args = Vec::new();
         if let Some(timeout) = self.timeout {
             args.push(format!("--timeout={timeout}"));
@@ -224,10 +308,14 @@ impl LimitArgs {
         if let Some(output) = self.output_limit {
             args.push(format!("--output-limit={output}"));
         }
+        if let Some(scratch) = self.scratch {
+            args.push(format!("--scratch={scratch}"));
+        }
         for dir in &self.dirs {
             let mode = if dir.read_only { ":ro" } else { "" };
             args.push(format!("--dir={}:{}{mode}", dir.host.display(), dir.guest));
         }
+        args.extend(self.path_args(remote));
         args
     }
 }

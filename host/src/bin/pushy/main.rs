@@ -79,9 +79,10 @@ fn usage(error: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-fn sandbox_with(session: SessionConfig) -> Result<Sandbox, ExitCode> {
+fn sandbox_with(session: SessionConfig, preload: &[String]) -> Result<Sandbox, ExitCode> {
     let mut config = SandboxConfig::default();
     config.session = session;
+    config.preload = preload.to_vec();
     // Blocking here is fine: nothing else runs on this runtime yet, and a
     // thread hop would cost more than it saves.
     Sandbox::new(config).map_err(|e| fail(&format!("{:#}", anyhow::Error::from(e))))
@@ -101,21 +102,25 @@ async fn connect_with_input(
     limits: &LimitArgs,
     input: pushy::InputMode,
 ) -> Result<Connection, ExitCode> {
-    let session = limits.session_config().map_err(usage)?;
     let parsed: pushy::Target = target.target.parse().map_err(usage)?;
     limits.check_target(&parsed).map_err(usage)?;
     let mut config = ConnectionConfig::default();
     config.input = input;
     config.stop_on_output_error = true;
     if parsed == pushy::Target::Embedded {
-        let sandbox = sandbox_with(session.clone())?;
+        let session = limits.session_config().map_err(usage)?;
+        let sandbox = sandbox_with(session.clone(), &limits.preload)?;
         return Connection::embedded_with(&sandbox, session, config)
             .await
             .map_err(|e| report(&e));
     }
     config.token_file = target.token_file.clone();
     config.tls_ca = target.tls_ca.clone();
-    config.host_args = limits.host_args();
+    if parsed == pushy::Target::Local {
+        // Same machine: a bad --path is a usage error here, before the child.
+        limits.session_config().map_err(usage)?;
+    }
+    config.host_args = limits.host_args(matches!(parsed, pushy::Target::Ssh(_)));
     config.limits = limits.requested().map_err(usage)?;
     pushy::connect_with(&target.target, config)
         .await

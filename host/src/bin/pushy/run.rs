@@ -31,13 +31,14 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
         return report(&error);
     }
     let result = con.run_script(&source, &filename).await;
-    if let Some(error) = output_failed(&con) {
-        return error;
-    }
-    match result {
-        Ok(status) => ExitCode::from(status.clamp(0, 255) as u8),
-        Err(error) => report(&error),
-    }
+    let code = match (output_failed(&con), result) {
+        (Some(error), _) => error,
+        (None, Ok(status)) => ExitCode::from(status.clamp(0, 255) as u8),
+        (None, Err(error)) => report(&error),
+    };
+    // The session finishes (its scratch directory removed) before we exit.
+    let _ = con.close().await;
+    code
 }
 
 pub(crate) async fn eval(args: EvalArgs) -> ExitCode {
@@ -45,6 +46,13 @@ pub(crate) async fn eval(args: EvalArgs) -> ExitCode {
         Ok(con) => con,
         Err(code) => return code,
     };
+    let code = eval_on(&con, &args).await;
+    // The session finishes (its scratch directory removed) before we exit.
+    let _ = con.close().await;
+    code
+}
+
+async fn eval_on(con: &Connection, args: &EvalArgs) -> ExitCode {
     // The repr as text UTF-8 can carry, whatever the object's __repr__ returns.
     const REPR: &str = "def __pushy_repr(v):\n    \
         return repr(v).encode('utf-8', 'backslashreplace').decode('utf-8')";
@@ -88,10 +96,10 @@ pub(crate) async fn eval(args: EvalArgs) -> ExitCode {
                 errln!("pushy: cannot write the value: {error}");
                 return ExitCode::FAILURE;
             }
-            output_failed(&con).unwrap_or(ExitCode::SUCCESS)
+            output_failed(con).unwrap_or(ExitCode::SUCCESS)
         }
         Err(Error::Python(exception)) if exception.is_instance("SystemExit") => {
-            exit_status(&con, &exception).await
+            exit_status(con, &exception).await
         }
         Err(error) => report(&error),
     }

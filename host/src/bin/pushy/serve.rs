@@ -14,7 +14,7 @@ pub(crate) fn host(args: HostArgs) -> ExitCode {
         Ok(session) => session,
         Err(error) => return usage(error),
     };
-    let sandbox = match sandbox_with(session.clone()) {
+    let sandbox = match sandbox_with(session.clone(), &args.limits.preload) {
         Ok(sandbox) => sandbox,
         Err(code) => return code,
     };
@@ -49,7 +49,7 @@ pub(crate) async fn serve_command(args: ServeArgs) -> ExitCode {
         },
         _ => None,
     };
-    let sandbox = match sandbox_with(session.clone()) {
+    let sandbox = match sandbox_with(session.clone(), &args.limits.preload) {
         Ok(sandbox) => sandbox,
         Err(code) => return code,
     };

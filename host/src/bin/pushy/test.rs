@@ -9,10 +9,6 @@ use crate::testing::{Summary, TestOptions, discover, junit_xml, run_suite};
 use crate::{report, usage};
 
 pub(crate) async fn test_command(args: TestArgs) -> ExitCode {
-    let session = match args.limits.session_config() {
-        Ok(session) => session,
-        Err(error) => return usage(error),
-    };
     for target in &args.targets {
         let checked = target
             .parse::<pushy::Target>()
@@ -22,6 +18,10 @@ pub(crate) async fn test_command(args: TestArgs) -> ExitCode {
             return usage(error);
         }
     }
+    let session = match args.limits.session_config() {
+        Ok(session) => session,
+        Err(error) => return usage(error),
+    };
     let requested = match args.limits.requested() {
         Ok(requested) => requested,
         Err(error) => return usage(error),
@@ -58,7 +58,9 @@ pub(crate) async fn test_command(args: TestArgs) -> ExitCode {
     options.session = session;
     options.connection.token_file = args.token_file.clone();
     options.connection.tls_ca = args.tls_ca.clone();
-    options.connection.host_args = args.limits.host_args();
+    let over_ssh = args.targets.iter().any(|t| t.starts_with("ssh:"));
+    options.connection.host_args = args.limits.host_args(over_ssh);
+    options.preload = args.limits.preload.clone();
     options.connection.limits = requested;
 
     let total = files.len() as u64;

@@ -27,6 +27,8 @@ pub struct TestOptions {
     pub fail_fast: bool,
     /// Limits of every session.
     pub session: SessionConfig,
+    /// Modules preloaded into the embedded sandbox's snapshot.
+    pub preload: Vec<String>,
     /// Settings for remote targets (token, TLS, host arguments).
     pub connection: ConnectionConfig,
 }
@@ -39,6 +41,7 @@ impl Default for TestOptions {
             pattern: None,
             fail_fast: false,
             session: SessionConfig::default(),
+            preload: Vec::new(),
             connection: ConnectionConfig::default(),
         }
     }
@@ -105,6 +108,7 @@ pub async fn run_suite(
     let sandbox = if options.targets.iter().any(|t| t == "embedded:") {
         let mut config = SandboxConfig::default();
         config.session = options.session.clone();
+        config.preload = options.preload.clone();
         Some(
             tokio::task::spawn_blocking(move || Sandbox::new(config))
                 .await
