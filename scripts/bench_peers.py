@@ -43,10 +43,15 @@ EXECNET_OPS = {
     "execnet-popen": {"setup", "method", "bytes16m"},
     "execnet-socket": {"method", "bytes16m"},
 }
+# This project's Python package (`import pushy`), with `--python`.
+PYTHON_API = ["pushy-python-local", "pushy-python-embedded"]
+PYTHON_API_OPS = {"setup", "method", "getpid", "append10k"}
 RAW = ["raw-pipe", "raw-pipe-poll", "raw-tcp", "raw-tcp-poll"]
 LABELS = {
     "local": "pushy local:",
     "daemon": "pushy daemon:",
+    "pushy-python-local": "`import pushy`, local:",
+    "pushy-python-embedded": "`import pushy`, embedded:",
     "rpyc-pipes": "RPyC pipes",
     "rpyc-tcp": "RPyC TCP+NODELAY",
     "execnet-popen": "execnet popen",
@@ -133,7 +138,17 @@ def fmt_rate(op, p50):
     return f"{rate / 1000:,.1f}k {unit}" if rate >= 1000 else f"{rate:,.0f} {unit}"
 
 
+PYTHON_MODE = False
+
+
 def systems_for(op):
+    if PYTHON_MODE:
+        # Python to Python: the package against RPyC classic over a
+        # subprocess's pipes, with the Rust client over local: beside.
+        systems = ["local", "rpyc-pipes"]
+        if op in PYTHON_API_OPS:
+            systems = PYTHON_API + systems
+        return systems
     systems = [s for s in OURS + PEER_SYSTEMS if op in EXECNET_OPS.get(s, {op})]
     if op == "method":
         systems += RAW
@@ -260,6 +275,20 @@ def targets(results, mode):
     def row(name, text, ok):
         rows.append(f"| {name} | {text} | {'yes' if ok else '**no**'} |")
 
+    if PYTHON_MODE:
+        for op in ("method", "getpid"):
+            name = f"`import pushy` over local: ≤ 0.25× RPyC pipes: {op}"
+            mine, theirs = p50(op, "pushy-python-local"), p50(op, "rpyc-pipes")
+            if None in (mine, theirs):
+                row(name, "missing data", False)
+                continue
+            rust = p50(op, "local")
+            text = f"{fmt_time(mine)} vs {fmt_time(theirs)}: {mine / theirs:.2f}×"
+            if rust is not None:
+                text += f" (the Rust client: {fmt_time(rust)}, {rust / theirs:.2f}×)"
+            row(name, text, mine <= theirs / 4)
+        return rows
+
     for ours, peer, raw in (("local", "rpyc-pipes", "raw-pipe"), ("daemon", "rpyc-tcp", "raw-tcp")):
         mine, theirs, base = p50("method", ours), p50("method", peer), p50("method", raw)
         # This project polls before it sleeps (with more than one CPU), RPyC
@@ -325,9 +354,14 @@ def targets(results, mode):
 
 START = "<!-- peer-bench:start -->"
 END = "<!-- peer-bench:end -->"
+SECTION = "## Against the peers (issue 4)"
 
 
 def write_benchmarks(text):
+    global START, END, SECTION
+    if PYTHON_MODE:
+        START, END = "<!-- python-bench:start -->", "<!-- python-bench:end -->"
+        SECTION = "## Python to Python: `import pushy` against RPyC (issue 15)"
     path = os.path.join(ROOT, "BENCHMARKS.md")
     with open(path) as handle:
         current = handle.read()
@@ -337,7 +371,7 @@ def write_benchmarks(text):
         after = rest.split(END, 1)[1]
         updated = before + block + after
     else:
-        updated = current.rstrip("\n") + "\n\n## Against the peers (issue 4)\n\n" + block + "\n"
+        updated = current.rstrip("\n") + f"\n\n{SECTION}\n\n" + block + "\n"
     with open(path, "w") as handle:
         handle.write(updated)
 
@@ -349,7 +383,11 @@ def main():
     parser.add_argument("--modes", default="unpinned,pinned")
     parser.add_argument("--ops", default=None)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--python", action="store_true",
+                        help="the Python package against RPyC (scripts/bench python)")
     args = parser.parse_args()
+    global PYTHON_MODE
+    PYTHON_MODE = args.python
     args.modes = [m for m in args.modes.split(",") if m]
     if args.ops:
         wanted = set(args.ops.split(","))

@@ -4,7 +4,8 @@ also runs the raw baselines).
 
     python scripts/peers.py SYSTEM OPERATION  ->  one JSON line: samples in µs
 
-SYSTEM: rpyc-pipes, rpyc-tcp, execnet-popen, execnet-socket. A system
+SYSTEM: rpyc-pipes, rpyc-tcp, execnet-popen, execnet-socket, and this
+project's Python package: pushy-python-local, pushy-python-embedded. A system
 without the operation prints no samples. Loops are bounded in count and time; every process
 started here is stopped here.
 """
@@ -221,9 +222,50 @@ def execnet_op(kind, op):
     return []
 
 
+def pushy_python_op(target, op):
+    """The same operations through this project's Python package (`import
+    pushy`, installed into this venv by `scripts/bench python`), with RPyC's
+    shapes: a bound method fetched once, then called; `modules.os.getpid()`
+    from the connection each time (attribute walk and call)."""
+    import pushy
+    if op == "setup":
+        def once():
+            start = time.perf_counter()
+            con = pushy.connect(target)
+            con.modules.os.getpid()
+            took = since(start)
+            con.close()
+            return took
+        return timed(once, 20)
+    con = pushy.connect(target)
+    try:
+        if op == "method":
+            get = con.eval("{'k': 1}").get
+            assert get("k") == 1
+            return timed(lambda: get("k"), calls(5000))
+        if op == "getpid":
+            assert isinstance(con.modules.os.getpid(), int)
+            return timed(lambda: con.modules.os.getpid(), calls(3000))
+        if op == "append10k":
+            def appends():
+                items = con.eval("[]")
+                start = time.perf_counter()
+                for i in range(10_000):
+                    items.append(i)
+                took = since(start)
+                assert len(items) == 10_000
+                return took
+            return timed(appends, 5)
+    finally:
+        con.close()
+    return []
+
+
 def main():
     system, op = sys.argv[1], sys.argv[2]
-    if system.startswith("rpyc-"):
+    if system.startswith("pushy-python-"):
+        samples = pushy_python_op(system[len("pushy-python-"):] + ":", op)
+    elif system.startswith("rpyc-"):
         samples = rpyc_op(system[5:], op)
     elif system in ("execnet-popen", "execnet-socket"):
         samples = execnet_op(system[8:], op)
