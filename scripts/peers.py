@@ -51,6 +51,31 @@ def since(start):
     return Measured((time.perf_counter() - start) * 1e6)
 
 
+PER_CALL_OPS = ("method", "getpid", "append10k")
+
+
+def per_call_op(con, op):
+    """The per-call operations, the same for every client with RPyC's
+    classic surface (`eval`, `modules`): RPyC and `import pushy`."""
+    if op == "method":
+        # The bound method is the proxy fetched once: one round trip per call.
+        get = con.eval("{'k': 1}").get
+        assert get("k") == 1
+        return timed(lambda: get("k"), calls(5000))
+    if op == "getpid":
+        assert isinstance(con.modules.os.getpid(), int)
+        return timed(lambda: con.modules.os.getpid(), calls(3000))
+    def appends():
+        items = con.eval("[]")
+        start = time.perf_counter()
+        for i in range(10_000):
+            items.append(i)
+        took = since(start)
+        assert len(items) == 10_000
+        return took
+    return timed(appends, 5)
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -117,22 +142,8 @@ def rpyc_op(kind, op):
         return timed(once, 20)
     con, server = rpyc_connect(kind)
     try:
-        if op == "method":
-            # The bound method is the netref fetched once: one round trip per call.
-            get = con.eval("{'k': 1}").get
-            return timed(lambda: get("k"), calls(5000))
-        if op == "getpid":
-            return timed(lambda: con.modules.os.getpid(), calls(3000))
-        if op == "append10k":
-            def appends():
-                items = con.eval("[]")
-                start = time.perf_counter()
-                for i in range(10_000):
-                    items.append(i)
-                took = since(start)
-                assert len(items) == 10_000
-                return took
-            return timed(appends, 5)
+        if op in PER_CALL_OPS:
+            return per_call_op(con, op)
         if op == "bytes16m":
             echo = con.eval("lambda b: bytes(b)")
             payload = b"x" * (16 << 20)
@@ -239,23 +250,8 @@ def pushy_python_op(target, op):
         return timed(once, 20)
     con = pushy.connect(target)
     try:
-        if op == "method":
-            get = con.eval("{'k': 1}").get
-            assert get("k") == 1
-            return timed(lambda: get("k"), calls(5000))
-        if op == "getpid":
-            assert isinstance(con.modules.os.getpid(), int)
-            return timed(lambda: con.modules.os.getpid(), calls(3000))
-        if op == "append10k":
-            def appends():
-                items = con.eval("[]")
-                start = time.perf_counter()
-                for i in range(10_000):
-                    items.append(i)
-                took = since(start)
-                assert len(items) == 10_000
-                return took
-            return timed(appends, 5)
+        if op in PER_CALL_OPS:
+            return per_call_op(con, op)
     finally:
         con.close()
     return []
