@@ -369,7 +369,7 @@ impl Connection {
         }
         let con = self.state.con.clone();
         py.detach(|| {
-            let _ = waiting::runtime().block_on(con.close());
+            let _ = waiting::block_on(con.close());
         });
         self.state.gc_changed.notify_one();
         self.state.write_output(py);

@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 
 use crate::errors;
 use crate::session::{Connection, State};
-use crate::waiting::runtime;
+use crate::waiting::block_on;
 
 /// The library's own release timer is not used: `State` runs one whose
 /// interval can change (`con.gc_interval = ...`).
@@ -174,7 +174,7 @@ static SANDBOXES: Mutex<Vec<(Vec<String>, PythonPath, Sandbox)>> = Mutex::new(Ve
 
 fn sandbox_for(session: &SessionConfig, preload: &[String]) -> Result<Sandbox, pushy::Error> {
     if preload.is_empty() {
-        return runtime().block_on(pushy::default_sandbox());
+        return block_on(pushy::default_sandbox());
     }
     let mut sandboxes = SANDBOXES.lock().expect("sandboxes");
     if let Some((_, _, sandbox)) = sandboxes
@@ -252,12 +252,12 @@ pub(crate) fn connect(
             let preload = settings.preload.clone();
             py.detach(move || {
                 let sandbox = sandbox_for(&session, &preload)?;
-                runtime().block_on(pushy::Connection::embedded_with(&sandbox, session, config))
+                block_on(pushy::Connection::embedded_with(&sandbox, session, config))
             })
         }
         Target::Daemon(_) => {
             config.limits = settings.requested()?;
-            py.detach(|| runtime().block_on(pushy::connect_with(target, config)))
+            py.detach(|| block_on(pushy::connect_with(target, config)))
         }
         other => {
             let remote = !matches!(other, Target::Local);
@@ -268,7 +268,7 @@ pub(crate) fn connect(
                 config.host_program = command.next().map(PathBuf::from);
                 config.host_program_args = command.collect();
             }
-            py.detach(|| runtime().block_on(pushy::connect_with(target, config)))
+            py.detach(|| block_on(pushy::connect_with(target, config)))
         }
     };
     let con = connected.map_err(|e| errors::to_py(py, None, e))?;

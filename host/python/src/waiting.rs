@@ -20,8 +20,9 @@
 //! owner of the lock may nest (a callback's own requests).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, Once, OnceLock};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -39,16 +40,71 @@ const TICK: Duration = Duration::from_millis(50);
 /// How long an interrupted call may take to end before the wait gives up.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
 
+/// How often the runtime is driven when no thread waits on it (for the
+/// release timers: queued releases also go with the next request).
+const IDLE_PUMP: Duration = Duration::from_millis(100);
+
+/// Threads inside [`block_on`] now.
+static DRIVERS: AtomicUsize = AtomicUsize::new(0);
+
+/// The runtime every connection of this process runs on.
+///
+/// It is a current-thread runtime: the thread that waits for a reply drives
+/// the connection's I/O itself, as the Rust client does, so a round trip
+/// wakes no other thread of this process (on a VM a thread wake-up costs
+/// more than the call's own work). When no thread waits, a pump thread
+/// drives it every [`IDLE_PUMP`] so that timers (batched releases) fire.
 pub(crate) fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+    static PUMP: Once = Once::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
             .thread_name("pushy-python")
             .enable_all()
             .build()
             .expect("cannot start the tokio runtime of pushy._core")
-    })
+    });
+    PUMP.call_once(|| {
+        let started = std::thread::Builder::new()
+            .name("pushy-python-pump".into())
+            .spawn(pump);
+        if let Err(error) = started {
+            // Releases then go with the next request only.
+            eprintln!("pushy: cannot start the idle pump thread: {error}");
+        }
+    });
+    runtime
+}
+
+/// Runs `future` to completion on this thread, driving the runtime's tasks
+/// and I/O meanwhile (several threads may wait at once: one drives, the
+/// others are woken when their future is ready).
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    struct Driving;
+    impl Drop for Driving {
+        fn drop(&mut self) {
+            DRIVERS.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    DRIVERS.fetch_add(1, Ordering::AcqRel);
+    let _driving = Driving;
+    runtime().block_on(future)
+}
+
+/// Drives the runtime for a few scheduler turns whenever no thread waits.
+fn pump() {
+    loop {
+        std::thread::sleep(IDLE_PUMP);
+        if DRIVERS.load(Ordering::Acquire) == 0 {
+            block_on(async {
+                // Each yield is one turn: ready tasks run and the I/O and
+                // time drivers are polled without blocking.
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+    }
 }
 
 /// One call of a local callable by guest code.
@@ -136,7 +192,7 @@ where
         // The request future stays here between turns: its reply is
         // delivered to it by the connection's dispatcher meanwhile.
         let step = py.detach(|| {
-            runtime().block_on(async {
+            block_on(async {
                 tokio::select! {
                     biased;
                     result = &mut request => Step::Done(result),

@@ -138,6 +138,39 @@ def test_compile_a_lambda(con):
     assert con.remote_import("os.path").join("a", "b") == "a/b"
 
 
+def test_compile_a_closure_takes_its_variables_as_they_are_now(con):
+    scale, seen = 3, []
+
+    def scaled(x):
+        seen.append(x)  # a local list: a capability the sandbox calls through
+        return x * scale, """two
+lines"""
+
+    def counter():
+        count = 0
+
+        def bump():
+            nonlocal count
+            count += 1
+            return count
+        return bump
+
+    remote = con.compile(scaled)
+    assert remote(2) == (6, "two\nlines")  # the string literal's text exactly
+    assert seen == [2]
+    bump = con.compile(counter())
+    assert (bump(), bump()) == (1, 2)  # its cell lives remotely now
+    offset = 5
+    assert con.compile(lambda a: a + offset)(1) == 6
+
+    def unbound():
+        return later  # noqa: F821 (bound after the compile)
+
+    with pytest.raises(NameError, match="later"):
+        con.compile(unbound)
+    later = 1  # noqa: F841
+
+
 def test_putfile_and_getfile_through_the_private_tmp(con, tmp_path: pathlib.Path):
     source = tmp_path / "in.bin"
     payload = bytes(range(256)) * 40000  # 10 MiB, several chunks

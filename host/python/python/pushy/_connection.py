@@ -131,10 +131,25 @@ class Connection:
         return self._core.import_module(name)
 
     def _define(self, function: Any) -> Any:
-        if function.__name__ == "<lambda>":
-            remote = self._core.eval(_lambda_source(function))
+        lambda_ = function.__name__ == "<lambda>"
+        source = _lambda_source(function) if lambda_ else _function_source(function)
+        free = function.__code__.co_freevars
+        if not free:
+            remote = self._core.eval(source) if lambda_ else self._core.define(source)
         else:
-            remote = self._core.define(_function_source(function))
+            # A closure: the variables it closes over, as they are now, are
+            # the arguments of a remote factory whose inner function it is
+            # (values go as arguments do: by value or as capabilities).
+            cells = []
+            for name, cell in zip(free, function.__closure__ or ()):
+                try:
+                    cells.append(cell.cell_contents)
+                except ValueError:
+                    raise NameError(
+                        f"compile(): free variable {name!r} of {function.__qualname__} "
+                        "is not bound yet") from None
+            factory = self._core.define(_closure_factory(source, lambda_, function.__name__, free))
+            remote = _core.call(factory, tuple(cells))
         if function.__defaults__:
             _core.attr_set(remote, "__defaults__", function.__defaults__)
         if function.__kwdefaults__:
@@ -238,9 +253,26 @@ class Connection:
 
 def _source_of(function: Any) -> str:
     try:
-        return textwrap.dedent(inspect.getsource(function))
+        raw = inspect.getsource(function)
     except (OSError, TypeError) as error:
         raise TypeError(f"compile(): the source of {function.__qualname__} is not available ({error})") from None
+    source = textwrap.dedent(raw)
+    if source[:1] not in (" ", "\t"):
+        return source
+    # A nested function with a line of a string literal at column 0: no
+    # dedent applies. Parsed inside an `if` block instead and written out
+    # again from its tree (the literals keep their text; comments and line
+    # numbers are not kept).
+    try:
+        block = ast.parse("if 1:\n" + raw).body[0]
+    except SyntaxError:
+        return source
+    if isinstance(block, ast.If) and block.body and isinstance(
+            block.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
+        node = block.body[0]
+        node.decorator_list = []
+        return ast.unparse(node) + "\n"
+    return source
 
 
 def _without_defaults(lines: List[bytes], node: Any) -> List[bytes]:
@@ -272,6 +304,21 @@ def _function_source(function: Any) -> str:
         raise TypeError(f"compile(): the source of {function.__qualname__} is not a def")
     lines = _without_defaults([line.encode("utf-8") for line in source.splitlines(keepends=True)], node)
     return b"".join(lines[node.lineno - 1:]).decode("utf-8")
+
+
+def _closure_factory(source: str, lambda_: bool, name: str, free: Tuple[str, ...]) -> str:
+    """The source of ``_pushy_closure_(*free)``, which defines the function
+    of ``source`` (a def, or a lambda's expression) and returns it; built as
+    a tree, so the string literals inside keep their text exactly."""
+    made = "None" if lambda_ else name
+    factory = ast.parse(f"def _pushy_closure_({', '.join(free)}):\n    return {made}\n")
+    outer = factory.body[0]
+    assert isinstance(outer, ast.FunctionDef)
+    if lambda_:
+        outer.body = [ast.Return(value=ast.parse(source, mode="eval").body)]
+    else:
+        outer.body[0:0] = ast.parse(source).body
+    return ast.unparse(ast.fix_missing_locations(factory)) + "\n"
 
 
 def _lambda_source(function: Any) -> str:
