@@ -436,3 +436,37 @@ async fn a_memory_error_from_code_is_not_the_memory_limit() -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn live_sessions_obeyed_and_violated_then_a_freed_slot_serves_again() -> anyhow::Result<()> {
+    let mut config = pushy::SandboxConfig::default();
+    config.max_live_sessions = 2;
+    let sandbox = tokio::task::spawn_blocking(move || pushy::Sandbox::new(config)).await??;
+    let open =
+        || pushy::Connection::embedded_with(&sandbox, session_config(), common::quiet_config());
+    let first = open().await?;
+    let second = open().await?;
+    // Both live sessions work side by side.
+    assert_eq!(first.eval("1 + 1").await?.extract::<i64>()?, 2);
+    assert_eq!(second.eval("2 + 2").await?.extract::<i64>()?, 4);
+    match open().await {
+        Err(Error::Sandbox(pushy::SandboxError::PoolExhausted { limit })) => assert_eq!(limit, 2),
+        other => panic!("a third live session should exhaust the pool: {other:?}"),
+    }
+    // The refused session cost the live ones nothing.
+    assert_eq!(first.eval("3 + 3").await?.extract::<i64>()?, 6);
+    first.close().await?;
+    // A freed slot serves a new session, which starts clean (nothing of the
+    // session that used the slot before it).
+    second.execute("leftover = 1").await?;
+    second.close().await?;
+    let third = open().await?;
+    assert!(
+        !third
+            .eval("'leftover' in globals()")
+            .await?
+            .extract::<bool>()?
+    );
+    assert_eq!(third.eval("sum(range(10))").await?.extract::<i64>()?, 45);
+    Ok(())
+}

@@ -591,6 +591,9 @@ impl Instance {
                         limit_mib: config.memory_limit >> 20,
                         needed_mib: state.limiter.largest_denied.div_ceil(1 << 20),
                     }
+                } else if super::pool::exhausted(&error) {
+                    // The sandbox fills in its pool's size.
+                    SandboxError::PoolExhausted { limit: 0 }
                 } else {
                     SandboxError::Instantiate(boxed(error))
                 };

@@ -12,6 +12,7 @@ mod instance;
 mod latin1;
 mod mounts;
 mod packed;
+mod pool;
 mod preload;
 mod python_path;
 mod scratch;
@@ -66,6 +67,13 @@ pub enum SandboxError {
     /// A new instance could not be created.
     #[error("failed to instantiate the guest component")]
     Instantiate(#[source] BoxError),
+    /// As many sessions as the sandbox's pool holds are live
+    /// ([`SandboxConfig::max_live_sessions`]).
+    #[error("too many live sessions: this sandbox's instance pool holds {limit}")]
+    PoolExhausted {
+        /// The pool's size in sessions.
+        limit: u32,
+    },
     /// The memory limit is below what the sandbox needs to start.
     #[error(
         "a memory limit of {limit_mib} MiB is too small to start the sandbox \
@@ -128,6 +136,10 @@ impl SandboxError {
     }
 }
 
+/// Native stack a session thread has beneath the wasm stack, for the
+/// host's own frames.
+const SESSION_STACK_HOST: usize = 8 << 20;
+
 pub(crate) fn boxed(error: wasmtime::Error) -> BoxError {
     error.into_boxed_dyn_error()
 }
@@ -154,6 +166,16 @@ pub struct SandboxConfig {
     /// keyed by this binary, the modules and the state of every file under
     /// the python path; the first build takes seconds. Default: none.
     pub preload: Vec<String>,
+    /// Sessions of this sandbox that may be live at once. Their instances
+    /// come from a pool that wasmtime reserves when the sandbox is made
+    /// (address space only: about 4 GiB per linear memory, committed as
+    /// used), so a new session reuses a slot whose memory stayed mapped and
+    /// is reset page by page instead of being mapped and faulted in anew.
+    /// Past the limit a new session fails with
+    /// [`SandboxError::PoolExhausted`]. `0` allocates every instance on
+    /// demand instead (also the fallback where the pool cannot be
+    /// reserved, e.g. under a small `ulimit -v`). Default: 1000.
+    pub max_live_sessions: u32,
 }
 
 impl Default for SandboxConfig {
@@ -163,6 +185,7 @@ impl Default for SandboxConfig {
             max_wasm_stack: 64 << 20,
             session: SessionConfig::default(),
             preload: Vec::new(),
+            max_live_sessions: 1000,
         }
     }
 }
@@ -267,8 +290,14 @@ impl Sandbox {
             // Python tracebacks are what users read; wasm-level backtraces and
             // address maps only add metadata that every start must load.
             .wasm_backtrace_max_frames(None)
+            // Every table entry is set at instantiation: the interpreter
+            // calls through hundreds of function pointers in any session,
+            // and a lazily set entry costs a call out of wasm on its first
+            // use, which a profile of fresh sessions showed among its costs.
+            .table_lazy_init(false)
             .generate_address_map(false);
-        let engine = Engine::new(&wasm_config).map_err(|e| SandboxError::Engine(boxed(e)))?;
+        let engine = pool::engine(&wasm_config, config.max_live_sessions)
+            .map_err(|e| SandboxError::Engine(boxed(e)))?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| blocking::add_to_linker(&mut linker))
@@ -288,6 +317,14 @@ impl Sandbox {
         } else {
             Self::preloaded(&engine, &linker, &config)?
         };
+        if let Some(needs) = component.resources_required() {
+            tracing::debug!(
+                memories = needs.num_memories,
+                tables = needs.num_tables,
+                largest_table = needs.max_initial_table_size,
+                "guest component"
+            );
+        }
         let pre = linker
             .instantiate_pre(&component)
             .and_then(AgentPre::new)
@@ -347,7 +384,7 @@ impl Sandbox {
     /// Native stack a thread running a session needs: the wasm stack plus
     /// room for the host's own frames beneath it.
     pub(crate) fn session_stack_size(&self) -> usize {
-        self.inner.config.max_wasm_stack + (8 << 20)
+        self.inner.config.max_wasm_stack + SESSION_STACK_HOST
     }
 
     /// The configuration this sandbox was created with.
@@ -361,7 +398,12 @@ impl Sandbox {
         config: &SessionConfig,
         link: Box<dyn SessionLink>,
     ) -> Result<Instance, StartFailure> {
-        Instance::new(&self.inner.engine, &self.inner.pre, config, link)
+        Instance::new(&self.inner.engine, &self.inner.pre, config, link).map_err(|mut failure| {
+            if let SandboxError::PoolExhausted { limit } = &mut failure.error {
+                *limit = self.inner.config.max_live_sessions;
+            }
+            failure
+        })
     }
 
     /// Checks that a session with `config` can start (its memory limit is

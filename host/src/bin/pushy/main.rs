@@ -79,10 +79,17 @@ fn usage(error: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-fn sandbox_with(session: SessionConfig, preload: &[String]) -> Result<Sandbox, ExitCode> {
+/// A sandbox whose sessions have `session`'s limits, with `preload`
+/// imported, for at most `live_sessions` sessions at once.
+fn sandbox_with(
+    session: SessionConfig,
+    preload: &[String],
+    live_sessions: u32,
+) -> Result<Sandbox, ExitCode> {
     let mut config = SandboxConfig::default();
     config.session = session;
     config.preload = preload.to_vec();
+    config.max_live_sessions = live_sessions;
     // Blocking here is fine: nothing else runs on this runtime yet, and a
     // thread hop would cost more than it saves.
     Sandbox::new(config).map_err(|e| fail(&format!("{:#}", anyhow::Error::from(e))))
@@ -109,7 +116,8 @@ async fn connect_with_input(
     config.stop_on_output_error = true;
     if parsed == pushy::Target::Embedded {
         let session = limits.session_config().map_err(usage)?;
-        let sandbox = sandbox_with(session.clone(), &limits.preload)?;
+        // One session (and the check before it).
+        let sandbox = sandbox_with(session.clone(), &limits.preload, 2)?;
         return Connection::embedded_with(&sandbox, session, config)
             .await
             .map_err(|e| report(&e));

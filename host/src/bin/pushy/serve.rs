@@ -14,7 +14,8 @@ pub(crate) fn host(args: HostArgs) -> ExitCode {
         Ok(session) => session,
         Err(error) => return usage(error),
     };
-    let sandbox = match sandbox_with(session.clone(), &args.limits.preload) {
+    // One session (and the check before it).
+    let sandbox = match sandbox_with(session.clone(), &args.limits.preload, 2) {
         Ok(sandbox) => sandbox,
         Err(code) => return code,
     };
@@ -49,7 +50,12 @@ pub(crate) async fn serve_command(args: ServeArgs) -> ExitCode {
         },
         _ => None,
     };
-    let sandbox = match sandbox_with(session.clone(), &args.limits.preload) {
+    // Room beyond --max-sessions for the check below and for sessions whose
+    // slot is still being freed as the next one is admitted.
+    let live_sessions = u32::try_from(args.max_sessions.max(1))
+        .unwrap_or(u32::MAX)
+        .saturating_add(16);
+    let sandbox = match sandbox_with(session.clone(), &args.limits.preload, live_sessions) {
         Ok(sandbox) => sandbox,
         Err(code) => return code,
     };
