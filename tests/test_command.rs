@@ -19,9 +19,12 @@ const RUNNER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/run
 
 /// `pushy test ARGS`; whatever it does, it must not panic.
 fn pushy_test(args: &[&str]) -> Output {
+    // The built-in collector: no virtualenv with pytest may switch it to
+    // pytest (tests/pytest_runner.rs tests that).
     let out = Command::new(env!("CARGO_BIN_EXE_pushy"))
         .arg("test")
         .args(args)
+        .env_remove("VIRTUAL_ENV")
         .output()
         .expect("run pushy test");
     let stderr = text(&out.stderr);

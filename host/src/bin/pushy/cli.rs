@@ -60,8 +60,50 @@ pub(crate) struct TestArgs {
     /// Stop at the first failure.
     #[arg(long)]
     pub(crate) fail_fast: bool,
+    /// Run only shard I of N (1-based): a fixed 1/N of the files, so that N
+    /// runs (CI jobs, an Indexed Job's pods) together run every file once.
+    #[arg(long, value_name = "I/N")]
+    pub(crate) shard: Option<Shard>,
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
+    /// Arguments for pytest (when the environment has it), after `--`.
+    #[arg(last = true, value_name = "PYTEST_ARGS")]
+    pub(crate) pytest_args: Vec<String>,
+}
+
+/// `--shard I/N`: the files whose index in the sorted list is I-1 modulo N.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shard {
+    /// 1-based.
+    pub(crate) index: usize,
+    pub(crate) count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("--shard takes I/N with 1 <= I <= N (e.g. 2/4), not {spec:?}");
+        let (index, count) = spec.split_once('/').ok_or_else(bad)?;
+        let index: usize = index.trim().parse().map_err(|_| bad())?;
+        let count: usize = count.trim().parse().map_err(|_| bad())?;
+        if index == 0 || count == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// This shard's part of `files` (sorted): every N-th, from the I-th.
+    pub(crate) fn select<T>(self, files: Vec<T>) -> Vec<T> {
+        files
+            .into_iter()
+            .enumerate()
+            .filter(|(at, _)| at % self.count == self.index - 1)
+            .map(|(_, file)| file)
+            .collect()
+    }
 }
 
 #[derive(Args, Clone)]

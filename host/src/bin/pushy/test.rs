@@ -5,10 +5,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use crate::cli::TestArgs;
-use crate::testing::{Summary, TestOptions, discover, junit_xml, run_suite};
+use crate::testing::{PytestRun, Summary, TestOptions, discover, junit_xml, run_suite};
 use crate::{report, usage};
 
-pub(crate) async fn test_command(args: TestArgs) -> ExitCode {
+pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
     for target in &args.targets {
         let checked = target
             .parse::<pushy::Target>()
@@ -34,6 +34,53 @@ pub(crate) async fn test_command(args: TestArgs) -> ExitCode {
         errln!("pushy: no test files (test_*.py, *_test.py) found");
         return ExitCode::from(5);
     }
+    let files = match args.shard {
+        Some(shard) => shard.select(files),
+        None => files,
+    };
+    let pytest = if has_pytest(&session) {
+        let rootdir = match rootdir(&args.paths) {
+            Ok(rootdir) => rootdir,
+            Err(error) => return usage(format!("cannot find the project's root: {error}")),
+        };
+        let mut pytest_args = Vec::new();
+        if let Some(pattern) = &args.pattern {
+            pytest_args.extend(["-k".to_owned(), pattern.clone()]);
+        }
+        if args.fail_fast {
+            pytest_args.push("-x".to_owned());
+        }
+        pytest_args.extend(args.pytest_args.iter().cloned());
+        // The project, read-only at its own path, and pytest imported once
+        // into the cached snapshot that every file's session starts from.
+        let root_mounted = session.mounts.iter().any(|m| m.host == rootdir)
+            || session.python_path.entries().any(|e| e == rootdir);
+        if !root_mounted {
+            args.limits.dirs.push(pushy::Mount {
+                host: rootdir.clone(),
+                guest: rootdir.display().to_string(),
+                read_only: true,
+            });
+        }
+        if !args.limits.preload.iter().any(|m| m == "pytest") {
+            args.limits.preload.push("pytest".to_owned());
+        }
+        Some(PytestRun {
+            rootdir,
+            args: pytest_args,
+        })
+    } else if !args.pytest_args.is_empty() {
+        return usage(
+            "arguments after `--` go to pytest, which this environment does not have: \
+             activate a virtualenv that has pytest, or give --venv or --path",
+        );
+    } else {
+        None
+    };
+    let session = match args.limits.session_config() {
+        Ok(session) => session,
+        Err(error) => return usage(error),
+    };
     // A report that cannot be written is found out before the run, not after.
     if let Some(path) = &args.junit
         && let Err(error) = std::fs::OpenOptions::new()
@@ -62,6 +109,7 @@ pub(crate) async fn test_command(args: TestArgs) -> ExitCode {
     options.connection.host_args = args.limits.host_args(over_ssh);
     options.preload = args.limits.preload.clone();
     options.connection.limits = requested;
+    options.pytest = pytest;
 
     let total = files.len() as u64;
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -198,4 +246,65 @@ pub(crate) async fn test_command(args: TestArgs) -> ExitCode {
         return ExitCode::from(5);
     }
     status
+}
+
+/// Whether pytest can be imported from the session's python path (a venv's
+/// site-packages, a `--path` directory).
+fn has_pytest(session: &pushy::SessionConfig) -> bool {
+    session
+        .python_path
+        .entries()
+        .any(|entry| entry.join("pytest").join("__init__.py").is_file())
+}
+
+/// pytest's rootdir for the test paths given, by its rules: the first
+/// directory, from their common ancestor up, with a pytest configuration (`pytest.ini`,
+/// `.pytest.ini`, or a `pyproject.toml`, `tox.ini` or `setup.cfg` with a
+/// pytest section); else the common ancestor. Never `/`: the whole host
+/// would be mounted.
+fn rootdir(paths: &[std::path::PathBuf]) -> std::io::Result<std::path::PathBuf> {
+    let mut common: Option<std::path::PathBuf> = None;
+    for given in paths {
+        let path = std::fs::canonicalize(given)?;
+        let dir = if path.is_dir() {
+            path
+        } else {
+            path.parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default()
+        };
+        common = Some(match common {
+            None => dir,
+            Some(so_far) => so_far
+                .ancestors()
+                .find(|a| dir.starts_with(a))
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
+        });
+    }
+    let common = match common {
+        Some(common) => common,
+        None => std::env::current_dir()?,
+    };
+    let configures = |dir: &std::path::Path| {
+        let has = |name: &str, section: &str| {
+            std::fs::read_to_string(dir.join(name)).is_ok_and(|text| text.contains(section))
+        };
+        dir.join("pytest.ini").is_file()
+            || dir.join(".pytest.ini").is_file()
+            || has("pyproject.toml", "[tool.pytest")
+            || has("tox.ini", "[pytest]")
+            || has("setup.cfg", "[tool:pytest]")
+    };
+    let found = common
+        .ancestors()
+        .find(|dir| configures(dir))
+        .unwrap_or(&common)
+        .to_path_buf();
+    if found.parent().is_none() {
+        return Err(std::io::Error::other(
+            "it would be / (the whole filesystem): run from the project or give its test paths",
+        ));
+    }
+    Ok(found)
 }

@@ -52,7 +52,10 @@ async fn open(shared: &Shared, target: &str) -> Result<Session, Error> {
         }
         _ => pushy::connect_with(target, shared.options.connection.clone()).await?,
     };
-    let runner = con.import("pushy_guest.testing").await?;
+    let runner = match shared.options.pytest {
+        Some(_) => con.import("pushy_guest.testing.pytest_mode").await?,
+        None => con.import("pushy_guest.testing").await?,
+    };
     Ok(Session { _con: con, runner })
 }
 
@@ -73,12 +76,33 @@ fn fatal_outcome(error: &Error) -> Outcome {
     }
 }
 
-async fn load(session: &Session, source: &str, file: &Path, module: &str) -> Result<Value, Error> {
-    let filename = file.display().to_string();
-    session
-        .runner
-        .call_method("load", &(source, filename, module))
-        .await
+/// Loads the file into `session`: its source run by the built-in collector,
+/// or its path collected by pytest.
+async fn load(
+    shared: &Shared,
+    session: &Session,
+    source: &str,
+    file: &Path,
+    module: &str,
+) -> Result<Value, Error> {
+    match &shared.options.pytest {
+        Some(pytest) => {
+            let path = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+            let args = (
+                path.display().to_string(),
+                pytest.rootdir.display().to_string(),
+                pytest.args.clone(),
+            );
+            session.runner.call_method("load", &args).await
+        }
+        None => {
+            let filename = file.display().to_string();
+            session
+                .runner
+                .call_method("load", &(source, filename, module))
+                .await
+        }
+    }
 }
 
 /// One `(name, outcome, message, traceback, stdout, stderr, seconds)` from the guest.
@@ -138,7 +162,7 @@ async fn reload(
     module: &str,
 ) -> Result<Session, Error> {
     let fresh = open(shared, target).await?;
-    load(&fresh, source, file, module).await?;
+    load(shared, &fresh, source, file, module).await?;
     Ok(fresh)
 }
 
@@ -173,7 +197,7 @@ pub(super) async fn run_file(
         .file_stem()
         .map_or("test".into(), |s| s.to_string_lossy().into_owned());
     let mut session = open(shared, target).await.map_err(died)?;
-    let loaded = match load(&session, &source, file, &module).await {
+    let loaded = match load(shared, &session, &source, file, &module).await {
         Ok(Value::Tuple(parts)) => parts,
         Ok(other) => {
             report.results.push(file_error(
@@ -197,12 +221,14 @@ pub(super) async fn run_file(
     };
     let kind = text(loaded.first());
     let (out, err) = (text(loaded.get(2)), text(loaded.get(3)));
+    // Under pytest, `-k` went to pytest itself.
     let matches = |name: &str| {
-        shared
-            .options
-            .pattern
-            .as_ref()
-            .is_none_or(|p| format!("{module}::{name}").contains(p.as_str()))
+        shared.options.pytest.is_some()
+            || shared
+                .options
+                .pattern
+                .as_ref()
+                .is_none_or(|p| format!("{module}::{name}").contains(p.as_str()))
     };
     match kind.as_str() {
         "script" => {

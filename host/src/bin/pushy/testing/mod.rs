@@ -13,4 +13,4 @@ mod run;
 
 pub use discover::discover;
 pub use report::{Outcome, Summary, TestResult, junit_xml};
-pub use run::{FileReport, TestOptions, run_suite};
+pub use run::{FileReport, PytestRun, TestOptions, run_suite};

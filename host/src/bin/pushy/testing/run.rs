@@ -31,6 +31,19 @@ pub struct TestOptions {
     pub preload: Vec<String>,
     /// Settings for remote targets (token, TLS, host arguments).
     pub connection: ConnectionConfig,
+    /// Run each file under real pytest in the sandbox instead of the
+    /// built-in collector.
+    pub pytest: Option<PytestRun>,
+}
+
+/// How files run under pytest: the project's root (mounted read-only at its
+/// host path, the working directory) and pytest's arguments (`-k` among them).
+#[derive(Clone, Debug)]
+pub struct PytestRun {
+    /// pytest's rootdir.
+    pub rootdir: PathBuf,
+    /// Arguments before the file's path.
+    pub args: Vec<String>,
 }
 
 impl Default for TestOptions {
@@ -43,6 +56,7 @@ impl Default for TestOptions {
             session: SessionConfig::default(),
             preload: Vec::new(),
             connection: ConnectionConfig::default(),
+            pytest: None,
         }
     }
 }

@@ -1,0 +1,244 @@
+//! `pushy test` under real pytest (the environment has it): a fixture
+//! project with conftest.py at every level, parametrize, marks, fixtures
+//! (`tmp_path`, `capsys`, `monkeypatch`), assertion rewriting, a test that
+//! loops and one that starts a thread; -k and pytest arguments after `--`,
+//! --shard, --junit; over `embedded:`, `local:` and an authenticated
+//! `daemon:` serving the same project. Without pytest, `--` is refused.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::daemon::Daemon;
+
+const PROJECT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/pytest_project"
+);
+
+/// A virtualenv with pytest, made once under target/ (pip from PyPI).
+fn venv() -> &'static Path {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let venv = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/test-pytest-venv"
+        ));
+        let python = venv.join("bin/python");
+        let has_pytest = |python: &Path| {
+            Command::new(python)
+                .args(["-c", "import pytest"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !has_pytest(&python) {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 -m venv");
+            assert!(made.success());
+            let installed = Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    "pytest==9.2.0",
+                ])
+                .status()
+                .expect("pip install pytest");
+            assert!(installed.success(), "pip install pytest failed");
+        }
+        venv
+    })
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `pushy test ARGS` from the project's root with its venv active; it must
+/// not panic.
+fn pushy_test(venv: Option<&Path>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushy"));
+    command.arg("test").args(args).current_dir(PROJECT);
+    match venv {
+        Some(venv) => command.env("VIRTUAL_ENV", venv),
+        None => command.env_remove("VIRTUAL_ENV"),
+    };
+    let out = command.output().expect("run pushy test");
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+    out
+}
+
+fn last_line(out: &Output) -> String {
+    text(&out.stdout)
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn targets(daemon: &Daemon) -> Vec<Vec<String>> {
+    vec![
+        vec!["--target".into(), "embedded:".into()],
+        vec!["--target".into(), "local:".into()],
+        vec![
+            "--target".into(),
+            daemon.url(),
+            "--token-file".into(),
+            daemon.token_file.display().to_string(),
+        ],
+    ]
+}
+
+/// The daemon serves the project as `pushy test` would mount it: read-only
+/// at its own path, with the venv's pytest preloaded.
+fn daemon() -> Daemon {
+    let root = std::fs::canonicalize(PROJECT).unwrap();
+    let venv = venv().display().to_string();
+    let mount = format!("{}:{}:ro", root.display(), root.display());
+    Daemon::start(&[
+        "--venv",
+        &venv,
+        "--dir",
+        &mount,
+        "--preload",
+        "pytest",
+        "--timeout",
+        "5",
+    ])
+}
+
+#[test]
+fn a_project_suite_runs_under_pytest_with_exact_counts_on_every_target() {
+    let venv = venv();
+    let daemon = daemon();
+    for target in targets(&daemon) {
+        let dir = tempfile::tempdir().unwrap();
+        let junit = dir.path().join("junit.xml");
+        let mut args: Vec<&str> = target.iter().map(String::as_str).collect();
+        args.extend(["--timeout", "5", "--junit", junit.to_str().unwrap()]);
+        let out = pushy_test(Some(venv), &args);
+        let stdout = text(&out.stdout);
+        let context = format!("{target:?}\n{stdout}\n{}", text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{context}");
+        assert_eq!(
+            last_line(&out),
+            "12 passed, 3 failed, 2 skipped",
+            "{context}"
+        );
+        // pytest's own failure text: assertion rewriting shows the values.
+        assert!(stdout.contains("assert 42 == 43"), "{context}");
+        // The loop ended only itself; the thread failed with Python's error.
+        assert!(
+            stdout.contains("tests/test_limits.py::test_loops_forever — timed out"),
+            "{context}"
+        );
+        assert!(stdout.contains("can't start new thread"), "{context}");
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert!(
+            xml.contains("tests/test_basics.py::test_parametrized[2]"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("tests/sub/test_more.py::test_nested_conftest"),
+            "{xml}"
+        );
+    }
+}
+
+#[test]
+fn k_and_pytest_arguments_after_the_double_dash_select_tests() {
+    let venv = venv();
+    let basics = "tests/test_basics.py";
+    let out = pushy_test(Some(venv), &[basics, "-k", "parametrized"]);
+    assert_eq!(
+        last_line(&out),
+        "3 passed, 0 failed",
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = pushy_test(Some(venv), &[basics, "--", "-m", "slow"]);
+    assert_eq!(
+        last_line(&out),
+        "1 passed, 0 failed",
+        "{}",
+        text(&out.stdout)
+    );
+    // An argument pytest refuses is its usage error, as the file's error.
+    let out = pushy_test(Some(venv), &[basics, "--", "--no-such-option"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("--no-such-option"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn shards_together_run_every_file_once() {
+    let venv = venv();
+    let mut seen: Vec<String> = Vec::new();
+    for shard in ["1/2", "2/2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let junit = dir.path().join("junit.xml");
+        let out = pushy_test(
+            Some(venv),
+            &[
+                "--shard",
+                shard,
+                "--timeout",
+                "5",
+                "--junit",
+                junit.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            !text(&out.stdout).is_empty(),
+            "shard {shard}: {}",
+            text(&out.stderr)
+        );
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        for file in [
+            "tests/test_basics.py",
+            "tests/test_limits.py",
+            "tests/sub/test_more.py",
+        ] {
+            if xml.contains(&format!("{file}::")) {
+                seen.push(file.to_owned());
+            }
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "tests/sub/test_more.py",
+            "tests/test_basics.py",
+            "tests/test_limits.py"
+        ]
+    );
+    for bad in ["0/2", "3/2", "1", "a/b"] {
+        let out = pushy_test(Some(venv), &["--shard", bad]);
+        assert_eq!(out.status.code(), Some(2), "--shard {bad}");
+    }
+}
+
+#[test]
+fn without_pytest_arguments_for_it_are_refused() {
+    let out = pushy_test(None, &["tests/test_basics.py", "--", "-x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("go to pytest"),
+        "{}",
+        text(&out.stderr)
+    );
+}
