@@ -14,13 +14,19 @@ fn main() -> Result<()> {
     let root = manifest_dir.parent().context("host/ has a parent")?;
     let wit_dir = root.join("wit");
     let guest_dir = root.join("guest");
-    // Files, not directories: CPython writes __pycache__ while componentizing,
-    // which must not make every later build rerun this script. Relative to
-    // host/: cargo does not tell two checkouts sharing a target directory
-    // apart, and absolute paths would make one watch the other's files.
+    // The files, and their directories (so that a file added to one is
+    // seen; cargo scans a directory given here for any change within, so
+    // the componentizing below works on a copy, keeping __pycache__ out of
+    // the source tree). Relative to host/: cargo does not tell two
+    // checkouts sharing a target directory apart, and absolute paths would
+    // make one watch the other's files.
     let guest_files = walk(&guest_dir)?;
     for path in guest_files.iter().chain(&walk(&wit_dir)?) {
         let relative = Path::new("..").join(path.strip_prefix(root)?);
+        println!("cargo:rerun-if-changed={}", relative.display());
+    }
+    for dir in [&guest_dir, &wit_dir] {
+        let relative = Path::new("..").join(dir.strip_prefix(root)?);
         println!("cargo:rerun-if-changed={}", relative.display());
     }
 

@@ -1,8 +1,9 @@
 """Real pytest inside the sandbox, for `pushy test` when the environment has
 pytest: one test file per session, its tests one call each.
 
-`load` configures pytest for one file (the project's rootdir is mounted
-read-only at its host path and is the working directory), collects it and
+`load` configures pytest for one file (the project's root is mounted
+read-only at its host path and is the working directory, on `sys.path` as
+for `python -m pytest`; pytest finds its rootdir in there), collects it and
 lists its node ids, as `pytest --collect-only` would (with `-k` and the
 user's arguments applied). `run` runs one item through pytest's own
 protocol (fixtures, marks, assertion rewriting, capture, setup and teardown
@@ -72,7 +73,7 @@ def load(path: str, rootdir: str, args: tuple) -> tuple:
         from _pytest.main import Session
 
         recorder = _Recorder()
-        arguments = [*SANDBOX_ARGS, f"--rootdir={rootdir}", *args, path]
+        arguments = [*SANDBOX_ARGS, *args, path]
         sys.argv = ["pytest", *arguments]  # argparse names itself from argv[0]
         config = _prepareconfig(arguments, plugins=[recorder])
         config._do_configure()

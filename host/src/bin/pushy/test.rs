@@ -39,7 +39,7 @@ pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
         None => files,
     };
     let pytest = if has_pytest(&session) {
-        let rootdir = match rootdir(&args.paths) {
+        let rootdir = match project_root(&args.paths) {
             Ok(rootdir) => rootdir,
             Err(error) => return usage(format!("cannot find the project's root: {error}")),
         };
@@ -62,9 +62,7 @@ pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
                 read_only: true,
             });
         }
-        if !args.limits.preload.iter().any(|m| m == "pytest") {
-            args.limits.preload.push("pytest".to_owned());
-        }
+        args.limits.preload.push(PYTEST_PRELOAD.to_owned());
         Some(PytestRun {
             rootdir,
             args: pytest_args,
@@ -248,6 +246,10 @@ pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
     status
 }
 
+/// The module preloaded for pytest sessions: pytest and every plugin it
+/// would import in each session (`guest/pushy_guest/testing/pytest_preload.py`).
+const PYTEST_PRELOAD: &str = "pushy_guest.testing.pytest_preload";
+
 /// Whether pytest can be imported from the session's python path (a venv's
 /// site-packages, a `--path` directory).
 fn has_pytest(session: &pushy::SessionConfig) -> bool {
@@ -257,10 +259,25 @@ fn has_pytest(session: &pushy::SessionConfig) -> bool {
         .any(|entry| entry.join("pytest").join("__init__.py").is_file())
 }
 
+/// The directory the project is mounted from and run in: the working
+/// directory when it holds every test path (as `python -m pytest` run
+/// there sees it, the working directory on `sys.path`), else [`rootdir`].
+fn project_root(paths: &[std::path::PathBuf]) -> std::io::Result<std::path::PathBuf> {
+    let cwd = std::fs::canonicalize(std::env::current_dir()?)?;
+    let mut inside = true;
+    for path in paths {
+        inside &= std::fs::canonicalize(path)?.starts_with(&cwd);
+    }
+    if inside && cwd.parent().is_some() {
+        return Ok(cwd);
+    }
+    rootdir(paths)
+}
+
 /// pytest's rootdir for the test paths given, by its rules: the first
 /// directory, from their common ancestor up, with a pytest configuration (`pytest.ini`,
 /// `.pytest.ini`, or a `pyproject.toml`, `tox.ini` or `setup.cfg` with a
-/// pytest section); else the common ancestor. Never `/`: the whole host
+/// pytest section) or a `setup.py`; else the common ancestor. Never `/`: the whole host
 /// would be mounted.
 fn rootdir(paths: &[std::path::PathBuf]) -> std::io::Result<std::path::PathBuf> {
     let mut common: Option<std::path::PathBuf> = None;
@@ -295,6 +312,7 @@ fn rootdir(paths: &[std::path::PathBuf]) -> std::io::Result<std::path::PathBuf> 
             || has("pyproject.toml", "[tool.pytest")
             || has("tox.ini", "[pytest]")
             || has("setup.cfg", "[tool:pytest]")
+            || dir.join("setup.py").is_file()
     };
     let found = common
         .ancestors()

@@ -37,10 +37,11 @@ pub struct TestOptions {
 }
 
 /// How files run under pytest: the project's root (mounted read-only at its
-/// host path, the working directory) and pytest's arguments (`-k` among them).
+/// host path, the working directory, on `sys.path`) and pytest's arguments
+/// (`-k` among them). pytest finds its rootdir and configuration in there.
 #[derive(Clone, Debug)]
 pub struct PytestRun {
-    /// pytest's rootdir.
+    /// The project's root.
     pub rootdir: PathBuf,
     /// Arguments before the file's path.
     pub args: Vec<String>,
