@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use common::daemon::Daemon;
+use common::matrix::{last_line, text};
 
 const PROJECT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -57,10 +58,6 @@ fn venv() -> &'static Path {
     })
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// `pushy test ARGS` from the project's root with its venv active; it must
 /// not panic.
 fn pushy_test(venv: Option<&Path>, args: &[&str]) -> Output {
@@ -74,15 +71,6 @@ fn pushy_test(venv: Option<&Path>, args: &[&str]) -> Output {
     let stderr = text(&out.stderr);
     assert!(!stderr.contains("panicked at"), "{stderr}");
     out
-}
-
-fn last_line(out: &Output) -> String {
-    text(&out.stdout)
-        .trim_end()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn targets(daemon: &Daemon) -> Vec<Vec<String>> {

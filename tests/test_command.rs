@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
 use common::daemon::Daemon;
+use common::matrix::{last_line, text};
 
 const SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/suite");
 const RUNNER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/runner");
@@ -38,19 +39,6 @@ fn suite(file: &str) -> String {
 
 fn runner(file: &str) -> String {
     format!("{RUNNER}/{file}")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn last_line(out: &Output) -> String {
-    text(&out.stdout)
-        .trim_end()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 #[test]

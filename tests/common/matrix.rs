@@ -75,6 +75,16 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The last line of what a command printed on stdout (the summary line).
+pub fn last_line(out: &Output) -> String {
+    text(&out.stdout)
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 pub fn script(source: &[u8]) -> tempfile::NamedTempFile {
     let mut file = tempfile::Builder::new()
         .suffix(".py")
