@@ -54,7 +54,8 @@ pub(crate) struct TestArgs {
     /// Write JUnit XML here.
     #[arg(long, value_name = "FILE")]
     pub(crate) junit: Option<PathBuf>,
-    /// Only tests whose FILE_STEM::NAME contains PATTERN.
+    /// Only tests whose FILE_STEM::NAME contains PATTERN (under pytest:
+    /// pytest's -k expression).
     #[arg(short = 'k', value_name = "PATTERN")]
     pub(crate) pattern: Option<String>,
     /// Stop at the first failure.
