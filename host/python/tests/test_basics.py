@@ -138,6 +138,16 @@ def test_compile_a_lambda(con):
     assert con.remote_import("os.path").join("a", "b") == "a/b"
 
 
+def test_compile_tells_lambdas_on_one_line_apart(con):
+    square, cube = (lambda x: x * x), (lambda x: x ** 3)
+    one = lambda: 1; two = lambda: 2  # noqa: E702, E731
+    k = 10
+    plus, times = (lambda x: x + k), (lambda x: x * k)
+    assert con.compile(cube)(3) == 27 and con.compile(square)(3) == 9
+    assert con.compile(two)() == 2 and con.compile(one)() == 1
+    assert con.compile(times)(3) == 30 and con.compile(plus)(3) == 13
+
+
 def test_compile_a_closure_takes_its_variables_as_they_are_now(con):
     scale, seen = 3, []
 

@@ -340,6 +340,7 @@ def _lambda_source(function: Any) -> str:
                               + bool(code.co_flags & inspect.CO_VARARGS)
                               + bool(code.co_flags & inspect.CO_VARKEYWORDS)]
     lines = [line.encode("utf-8") for line in source.splitlines(keepends=True)]
+    candidates: List[str] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Lambda):
             continue
@@ -356,8 +357,48 @@ def _lambda_source(function: Any) -> str:
         edited = _without_defaults(lines, node)
         # The defaults' edits are inside the lambda: its end moved by them.
         end = node.end_col_offset - (len(lines[last]) - len(edited[last]))  # type: ignore[operator]
-        return edited[first][node.col_offset:end].decode("utf-8")
+        candidates.append(edited[first][node.col_offset:end].decode("utf-8"))
+    if len(candidates) == 1:
+        return candidates[0]
+    # Several lambdas with these parameters on the line: the one whose code
+    # is this function's (compiled alone, a closure's variables read as
+    # globals, hence the second, looser comparison).
+    for strict in (True, False):
+        for candidate in candidates:
+            if _same_code(candidate, code, strict):
+                return candidate
     raise TypeError("compile(): the lambda's source cannot be told apart on its line; use a def")
+
+
+def _same_code(source: str, code: Any, strict: bool) -> bool:
+    """Whether the lambda `source`, compiled alone, is `code`."""
+    try:
+        outer = compile(source, "<lambda>", "eval", dont_inherit=True)
+    except SyntaxError:
+        return False
+    inner = next((c for c in outer.co_consts if inspect.iscode(c)), None)
+    if inner is None:
+        return False
+    if strict:
+        return inner.co_code == code.co_code and inner.co_consts == code.co_consts
+    return _operations(inner) == _operations(code)
+
+
+_SKIPPED_OPS = {"COPY_FREE_VARS", "MAKE_CELL", "RESUME", "NOP", "PUSH_NULL", "CACHE"}
+_VARIABLE_LOADS = {"LOAD_DEREF", "LOAD_GLOBAL", "LOAD_NAME", "LOAD_CLASSDEREF"}
+
+
+def _operations(code: Any) -> List[Tuple[str, Any]]:
+    """The instructions of `code`, a variable read the same whether it is
+    a closure's cell or a global."""
+    import dis
+    found = []
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in _SKIPPED_OPS:
+            continue
+        name = "LOAD_VARIABLE" if instruction.opname in _VARIABLE_LOADS else instruction.opname
+        found.append((name, repr(instruction.argval)))
+    return found
 
 
 def _mount(spec: MountSpec) -> Tuple[str, str, bool]:
