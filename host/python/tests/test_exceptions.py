@@ -64,6 +64,25 @@ def test_a_user_defined_exception_is_a_remote_error(con):
     assert caught.value.type_name == "__main__.Invalid"
 
 
+def test_an_exception_group_is_a_remote_error_naming_it(con):
+    # asyncio.TaskGroup raises these; its sub-exceptions stay remote.
+    with pytest.raises(pushy.RemoteError) as caught:
+        con.execute("raise ExceptionGroup('two failed', [ValueError(1), KeyError(2)])")
+    assert caught.value.type_name == "builtins.ExceptionGroup"
+    assert "two failed" in str(caught.value)
+    assert pushy.is_proxy(caught.value.remote_exception)
+    assert con.eval("1 + 1") == 2
+
+
+def test_text_with_lone_surrogates_reads_back_exactly(con):
+    text = con.eval("b'bad \\xff byte'.decode('utf-8', 'surrogateescape')")
+    assert str(text) == "bad \udcff byte"
+    assert repr(text) == repr("bad \udcff byte")
+    with pytest.raises(ValueError) as caught:
+        con.execute("raise ValueError(b'x\\xff'.decode('utf-8', 'surrogateescape'))")
+    assert "x" in str(caught.value)  # str() raised TypeError before
+
+
 def test_the_session_goes_on_after_an_exception(con):
     with pytest.raises(ZeroDivisionError):
         con.eval("1 / 0")

@@ -87,6 +87,16 @@ def _local_message(value: BaseException) -> str:
     return str(value)
 
 
+
+def _text(value: Any) -> str:
+    """A remote string as a local one. One with lone surrogates (from
+    `surrogateescape`, say) cannot travel as UTF-8 and comes as a proxy:
+    its code points then come as bytes, `surrogatepass`-encoded."""
+    if isinstance(value, str):
+        return value
+    data = _core.call_method(value, "encode", ("utf-8", "surrogatepass"))
+    return data.decode("utf-8", "surrogatepass")
+
 class Proxy(_core.ProxyBase):
     """A remote object. Attribute access, calls, operators, ``len``, ``in``,
     indexing and slicing, iteration, ``repr``/``str``, ``bool``, ``hash`` and
@@ -112,15 +122,15 @@ class Proxy(_core.ProxyBase):
     __reduce__ = __reduce_ex__ = __copy__ = __deepcopy__ = __getstate__ = _not_copyable
 
     def __repr__(self) -> str:
-        return _core.repr_of(self)
+        return _text(_core.repr_of(self))
 
     def __str__(self) -> str:
-        return _core.str_of(self)
+        return _text(_core.str_of(self))
 
     def __format__(self, spec: str) -> str:
         if not spec:
-            return _core.str_of(self)
-        return _module_call(self, "builtins", "format", (self, spec))
+            return _text(_core.str_of(self))
+        return _text(_module_call(self, "builtins", "format", (self, spec)))
 
     def __bytes__(self) -> bytes:
         return _module_call(self, "builtins", "bytes", (self,))

@@ -230,8 +230,11 @@ def remote_exception(type_name: str, bases: Sequence[str], message: str, traceba
     try:
         made = builtin(*args)
     except Exception:  # noqa: BLE001 - a class that wants other arguments
-        made = builtin.__new__(builtin)
-        made.args = args
+        try:
+            made = builtin.__new__(builtin)
+            made.args = args
+        except Exception:  # noqa: BLE001 - one that cannot be made so (ExceptionGroup)
+            return _remote_error_class(bases)(type_name, message, traceback, bases, exception)
     made.remote_traceback = traceback  # type: ignore[attr-defined]
     made.remote_exception = exception  # type: ignore[attr-defined]
     _note(made, traceback)
