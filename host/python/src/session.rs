@@ -412,9 +412,9 @@ impl Connection {
 
     #[setter]
     fn set_gc_interval(&self, seconds: f64) -> PyResult<()> {
-        if !(seconds.is_finite() && seconds >= 0.0) {
+        if !(seconds.is_finite() && (0.0..=crate::targets::MAX_GC_INTERVAL).contains(&seconds)) {
             return Err(pyo3::exceptions::PyValueError::new_err(
-                "gc_interval must be a number of seconds, 0 or more",
+                "gc_interval must be a number of seconds from 0 to a year",
             ));
         }
         self.state

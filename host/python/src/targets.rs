@@ -28,6 +28,10 @@ use crate::waiting::block_on;
 /// interval can change (`con.gc_interval = ...`).
 const LIBRARY_GC_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The longest `gc_interval`, in seconds (longer ones would not fit a
+/// `Duration` and mean nothing anyway).
+pub(crate) const MAX_GC_INTERVAL: f64 = 365.0 * 24.0 * 3600.0;
+
 /// Limits and what the sandbox sees, as `connect` takes them.
 struct Settings {
     timeout: Option<f64>,
@@ -228,8 +232,10 @@ pub(crate) fn connect(
     gc_interval: f64,
     host_command: Option<Vec<String>>,
 ) -> PyResult<Connection> {
-    if !(gc_interval.is_finite() && gc_interval >= 0.0) {
-        return Err(usage("gc_interval must be a number of seconds, 0 or more"));
+    if !(gc_interval.is_finite() && (0.0..=MAX_GC_INTERVAL).contains(&gc_interval)) {
+        return Err(usage(
+            "gc_interval must be a number of seconds from 0 to a year",
+        ));
     }
     let settings = Settings {
         timeout,

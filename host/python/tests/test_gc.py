@@ -6,6 +6,8 @@ from __future__ import annotations
 import gc
 import time
 
+import pytest
+
 import pushy
 
 
@@ -103,3 +105,12 @@ def test_an_unclosed_connection_ends_when_dropped(target, daemon):
     gc.collect()
     # Nothing holds the session any more (its state is freed).
     assert core() is None
+
+
+def test_a_huge_gc_interval_is_a_value_error_not_a_panic(con):
+    with pytest.raises(ValueError, match="a year"):
+        con.gc_interval = 1e20
+    with pytest.raises(ValueError, match="a year"):
+        pushy.connect("embedded:", gc_interval=1e300)
+    con.gc_interval = 2.5
+    assert con.gc_interval == 2.5
