@@ -24,9 +24,9 @@ import statistics
 import subprocess
 import sys
 import time
+from bench_section import replace_section
 from typing import Dict, List, Tuple
 
-START, END = "<!-- fresh-bench:start -->", "<!-- fresh-bench:end -->"
 
 
 def cases(ours: str, venv: str, eryx: str | None, n: int) -> List[Tuple[str, List[str]]]:
@@ -113,16 +113,7 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        with open(args.write) as f:
-            text = f.read()
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            _, tail = rest.split(END, 1)
-            text = f"{head}{START}\n{table}\n{END}{tail}"
-        else:
-            text += f"\n{START}\n{table}\n{END}\n"
-        with open(args.write, "w") as f:
-            f.write(text)
+        replace_section(args.write, "fresh-bench", table)
     return 0
 
 

@@ -25,10 +25,10 @@ import subprocess
 import sys
 import tarfile
 import time
+from bench_section import replace_section
 from typing import Dict, List, Tuple
 
 PROJECTS = ["idna==3.10", "toolz==1.0.0", "more-itertools==10.5.0"]
-START, END = "<!-- suites-bench:start -->", "<!-- suites-bench:end -->"
 
 
 def prepare(work: pathlib.Path) -> Tuple[pathlib.Path, Dict[str, pathlib.Path]]:
@@ -120,14 +120,7 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        text = pathlib.Path(args.write).read_text()
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            _, tail = rest.split(END, 1)
-            text = f"{head}{START}\n{table}\n{END}{tail}"
-        else:
-            text += f"\n{START}\n{table}\n{END}\n"
-        pathlib.Path(args.write).write_text(text)
+        replace_section(args.write, "suites-bench", table)
     return 0
 
 
