@@ -51,7 +51,7 @@ pub use bytes::Bytes;
 pub use client::{
     CALLBACK_ERROR_TYPE, CallArgs, Callback, CallbackException, CloseReason, Connection,
     ConnectionConfig, DEFAULT_OBTAIN_LIMIT, Error, InputMode, Modules, OutputChunk, OutputMode,
-    ProtocolViolation, PythonError, RemoteIter, RemoteObject, Target, Value, connect, connect_with,
-    default_sandbox,
+    ProtocolViolation, PythonError, RemoteIter, RemoteObject, Target, UNRESPONSIVE_SLACK, Value,
+    connect, connect_with, default_sandbox,
 };
 pub use sandbox::{Mount, Sandbox, SandboxConfig, SandboxError, SessionConfig};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pushy::protocol::OutputStream;
 use pushy::{CallbackException, OutputChunk, RemoteObject, Value};
@@ -38,6 +38,10 @@ pub(crate) struct State {
     gc_interval_ms: AtomicU64,
     gc_changed: Arc<Notify>,
     closed: AtomicBool,
+    /// When the running call was first interrupted (Ctrl-C, or a callback
+    /// that raised KeyboardInterrupt): every nested wait gives up one grace
+    /// after it, not one grace each.
+    interrupted: Mutex<Option<Instant>>,
     /// The package's per-connection state (its capability caches): handed
     /// to its hooks. It holds nothing of this, so no cycle runs through here.
     pub(crate) companion: Py<PyAny>,
@@ -63,6 +67,7 @@ impl State {
             gc_interval_ms: AtomicU64::new(millis(gc_interval)),
             gc_changed: Arc::new(Notify::new()),
             closed: AtomicBool::new(false),
+            interrupted: Mutex::new(None),
             companion,
         });
         waiting::runtime().spawn(release_timer(
@@ -168,6 +173,15 @@ impl State {
         if self.gc_interval_ms.load(Ordering::Relaxed) == 0 {
             self.con.flush_releases();
         }
+    }
+
+    /// When the session was first interrupted (now, if it was not before).
+    pub(crate) fn interrupted_at(&self) -> Instant {
+        *self
+            .interrupted
+            .lock()
+            .expect("interrupted")
+            .get_or_insert_with(Instant::now)
     }
 
     pub(crate) fn is_closed(&self) -> bool {

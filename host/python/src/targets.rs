@@ -268,6 +268,11 @@ pub(crate) fn connect(
         other => {
             let remote = !matches!(other, Target::Local);
             config.host_args = settings.host_args(remote)?;
+            // The child enforces the limit; this side gives up on a child
+            // that stops answering (stopped, wedged) a little after it.
+            if let Some(Some(limit)) = settings.time_limit()? {
+                config.unresponsive_after = Some(limit.saturating_add(pushy::UNRESPONSIVE_SLACK));
+            }
             let own_host = std::env::var_os(pushy::transport::HOST_PROGRAM_ENV).is_none();
             if let (false, true, Some(command)) = (remote, own_host, host_command) {
                 let mut command = command.into_iter();

@@ -114,53 +114,159 @@ pub(crate) struct Job {
     pub(crate) reply: mpsc::Sender<Result<Arg, CallbackException>>,
 }
 
-/// A re-entrant lock whose owner is a thread; waiting for it releases the GIL.
+/// The lock that serialises the calls of one connection.
+///
+/// It is re-entrant (a callback's own requests nest in the call that made
+/// it) and it can be lent: while a thread runs a callback and has no request
+/// of its own in flight, another thread may take the lock, and its requests
+/// then nest inside that callback as the callback's own would. Without
+/// lending, a callback that waits for another thread using the same
+/// connection would wait forever. The callback's answer waits until the
+/// borrower is done, so the borrower's requests (and the callbacks they
+/// make) stay inside the callback; see [`CallLock::lend`].
 #[derive(Default)]
 pub(crate) struct CallLock {
-    owner: Mutex<Option<(ThreadId, usize)>>,
-    freed: Condvar,
+    frames: Mutex<Frames>,
+    changed: Condvar,
 }
 
-pub(crate) struct CallGuard<'a>(&'a CallLock);
+#[derive(Default)]
+struct Frames {
+    /// Holders of the lock, the one whose requests may go now last.
+    stack: Vec<Frame>,
+    next_id: u64,
+}
+
+struct Frame {
+    id: u64,
+    thread: ThreadId,
+    /// Requests of this frame in flight (nested ones included).
+    requests: usize,
+    /// Callbacks running on this frame's thread for its requests.
+    callbacks: usize,
+}
+
+impl Frames {
+    /// Takes the lock for `me` if it may: its own frame nests, a frame
+    /// running a callback (with no request of its own in flight) lends.
+    fn try_enter(&mut self, me: ThreadId) -> Option<u64> {
+        match self.stack.last_mut() {
+            Some(top) if top.thread == me => {
+                top.requests += 1;
+                return Some(top.id);
+            }
+            Some(top) if top.callbacks < top.requests => return None,
+            _ => {}
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        self.stack.push(Frame {
+            id,
+            thread: me,
+            requests: 1,
+            callbacks: 0,
+        });
+        Some(id)
+    }
+
+    fn frame(&mut self, id: u64) -> Option<&mut Frame> {
+        self.stack.iter_mut().rev().find(|frame| frame.id == id)
+    }
+}
+
+/// Holding the call lock (one request of a frame).
+pub(crate) struct CallGuard<'a> {
+    lock: &'a CallLock,
+    frame: u64,
+}
+
+/// A callback running on the frame's thread (see [`CallLock::lend`]).
+pub(crate) struct Lent<'a> {
+    lock: &'a CallLock,
+    frame: u64,
+}
 
 impl CallLock {
-    pub(crate) fn enter<'a>(&'a self, py: Python<'_>) -> CallGuard<'a> {
+    /// Takes the lock for one request, waiting (with the GIL released) while
+    /// another thread's call is in flight; a signal while waiting (Ctrl-C)
+    /// is raised.
+    pub(crate) fn enter<'a>(&'a self, py: Python<'_>) -> PyResult<CallGuard<'a>> {
         let me = std::thread::current().id();
-        {
-            let mut owner = self.owner.lock().expect("call lock");
-            match &mut *owner {
-                None => {
-                    *owner = Some((me, 1));
-                    return CallGuard(self);
+        loop {
+            let entered = py.detach(|| {
+                let mut frames = self.frames.lock().expect("call lock");
+                if let Some(frame) = frames.try_enter(me) {
+                    return Some(frame);
                 }
-                Some((thread, depth)) if *thread == me => {
-                    *depth += 1;
-                    return CallGuard(self);
-                }
-                Some(_) => {}
+                let (mut frames, _) = self.changed.wait_timeout(frames, TICK).expect("call lock");
+                frames.try_enter(me)
+            });
+            if let Some(frame) = entered {
+                return Ok(CallGuard { lock: self, frame });
             }
+            py.check_signals()?;
         }
+    }
+
+    /// Marks a callback of `guard`'s request running on this thread: until
+    /// it ends, other threads may take the lock. Dropping the result waits
+    /// (GIL released) until they are done, so that the callback's answer
+    /// goes after their requests.
+    pub(crate) fn lend<'a>(&'a self, guard: &CallGuard<'_>) -> Lent<'a> {
+        let mut frames = self.frames.lock().expect("call lock");
+        if let Some(frame) = frames.frame(guard.frame) {
+            frame.callbacks += 1;
+        }
+        drop(frames);
+        self.changed.notify_all();
+        Lent {
+            lock: self,
+            frame: guard.frame,
+        }
+    }
+}
+
+impl Lent<'_> {
+    /// Ends the callback: waits until no other thread holds the lock above
+    /// this frame.
+    pub(crate) fn reclaim(self, py: Python<'_>) {
         py.detach(|| {
-            let mut owner = self.owner.lock().expect("call lock");
-            while owner.is_some() {
-                owner = self.freed.wait(owner).expect("call lock");
+            let mut frames = self.lock.frames.lock().expect("call lock");
+            while frames.stack.last().is_some_and(|top| {
+                top.id != self.frame && frames.stack.iter().any(|f| f.id == self.frame)
+            }) {
+                frames = self.lock.changed.wait(frames).expect("call lock");
             }
-            *owner = Some((me, 1));
+            if let Some(frame) = frames.frame(self.frame) {
+                frame.callbacks = frame.callbacks.saturating_sub(1);
+            }
         });
-        CallGuard(self)
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Lent<'_> {
+    /// Only if `reclaim` was not called (a panic): no waiting then.
+    fn drop(&mut self) {
+        let mut frames = self.lock.frames.lock().expect("call lock");
+        if let Some(frame) = frames.frame(self.frame) {
+            frame.callbacks = frame.callbacks.saturating_sub(1);
+        }
     }
 }
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        let mut owner = self.0.owner.lock().expect("call lock");
-        if let Some((_, depth)) = &mut *owner {
-            *depth -= 1;
-            if *depth == 0 {
-                *owner = None;
-                self.0.freed.notify_one();
+        let mut frames = self.lock.frames.lock().expect("call lock");
+        if let Some(at) = frames.stack.iter().rposition(|f| f.id == self.frame) {
+            let frame = &mut frames.stack[at];
+            frame.requests -= 1;
+            if frame.requests == 0 {
+                frames.stack.remove(at);
             }
         }
+        drop(frames);
+        self.lock.changed.notify_all();
     }
 }
 
@@ -178,7 +284,7 @@ pub(crate) fn wait<F>(py: Python<'_>, state: &Arc<State>, request: F) -> PyResul
 where
     F: Future<Output = Result<Value, pushy::Error>> + Send,
 {
-    let _call = state.calls.enter(py);
+    let call = state.calls.enter(py)?;
     let (jobs, mut inbox) = tokio::sync::mpsc::unbounded_channel();
     let waiter = state.push_waiter(jobs);
     let mut request = std::pin::pin!(request);
@@ -205,10 +311,12 @@ where
             Step::Done(result) => break Some(result),
             Step::Callback(job) => {
                 state.write_output(py);
-                if let Some(error) = run_callback(py, state, job)
+                let lent = state.calls.lend(&call);
+                let stop = run_callback(py, state, job, lent);
+                if let Some(error) = stop
                     && stopped.is_none()
                 {
-                    stopped = Some((error, Instant::now()));
+                    stopped = Some((error, state.interrupted_at()));
                 }
             }
             Step::Tick => {
@@ -217,7 +325,7 @@ where
                     None => {
                         if let Err(error) = py.check_signals() {
                             state.con.interrupt();
-                            stopped = Some((error, Instant::now()));
+                            stopped = Some((error, state.interrupted_at()));
                         }
                     }
                     Some((_, since)) if since.elapsed() > INTERRUPT_GRACE => break None,
@@ -245,13 +353,16 @@ where
 /// Runs one callback here and answers it. Returns the error to raise when
 /// the call is over if the callback asked for the program to stop
 /// (KeyboardInterrupt, SystemExit: not exceptions for guest code to catch).
-fn run_callback(py: Python<'_>, state: &Arc<State>, job: Job) -> Option<PyErr> {
+fn run_callback(py: Python<'_>, state: &Arc<State>, job: Job, lent: Lent<'_>) -> Option<PyErr> {
     let Job {
         callable,
         args,
         reply,
     } = job;
-    match call_local(py, state, &callable, args) {
+    let result = call_local(py, state, &callable, args);
+    // Requests other threads made meanwhile end before the answer.
+    lent.reclaim(py);
+    match result {
         Ok(arg) => {
             let _ = reply.send(Ok(arg));
             None

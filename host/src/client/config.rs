@@ -52,6 +52,31 @@ pub struct ConnectionConfig {
     /// meaning 20 s for `daemon:` and 120 s for `local:` and `ssh:` (whose
     /// host may first compile the sandbox or receive its binary).
     pub handshake_timeout: Option<Duration>,
+    /// When the host has said nothing for this long while a request waits
+    /// on it (and no local callback or stdin read is running, which the
+    /// host waits for instead), the connection is closed with
+    /// [`crate::CloseReason::Unresponsive`]: a host that enforces a time
+    /// limit answers within it, so one this late is stopped or wedged.
+    /// Default: `None`, meaning the time limit asked for in `limits` plus
+    /// [`UNRESPONSIVE_SLACK`], or never when none is asked (a host whose
+    /// limit comes from `host_args` should be given this too).
+    pub unresponsive_after: Option<Duration>,
+}
+
+/// What [`ConnectionConfig::unresponsive_after`] adds to the time limit by
+/// default: the host's own reaction to its limit (ending the session,
+/// answering) with room for a loaded machine.
+pub const UNRESPONSIVE_SLACK: Duration = Duration::from_secs(5);
+
+impl ConnectionConfig {
+    /// [`ConnectionConfig::unresponsive_after`], its default applied.
+    pub fn unresponsive_after(&self) -> Option<Duration> {
+        self.unresponsive_after.or_else(|| {
+            self.limits
+                .time_limit_ms
+                .map(|ms| Duration::from_millis(ms).saturating_add(UNRESPONSIVE_SLACK))
+        })
+    }
 }
 
 impl Default for ConnectionConfig {
@@ -71,6 +96,7 @@ impl Default for ConnectionConfig {
             stop_on_output_error: false,
             limits: RequestedLimits::default(),
             handshake_timeout: None,
+            unresponsive_after: None,
         }
     }
 }

@@ -150,6 +150,17 @@ pub enum CloseReason {
     /// The server refused the session after the handshake.
     #[error("refused by the server: {0}")]
     Refused(Refusal),
+    /// The host said nothing for [`crate::ConnectionConfig::unresponsive_after`]
+    /// while a request waited on it (a stopped or wedged host).
+    #[error(
+        "the host did not answer for {:.1} s, past the call's time limit; gave up on it \
+         (is it stopped or overloaded?)",
+        after.as_secs_f64()
+    )]
+    Unresponsive {
+        /// How long it was silent.
+        after: std::time::Duration,
+    },
 }
 
 impl CloseReason {

@@ -14,7 +14,7 @@ mod tree;
 mod value;
 
 pub use callback::{CALLBACK_ERROR_TYPE, CallArgs, Callback, CallbackException};
-pub use config::{ConnectionConfig, InputMode, OutputChunk, OutputMode};
+pub use config::{ConnectionConfig, InputMode, OutputChunk, OutputMode, UNRESPONSIVE_SLACK};
 pub use connection::{Connection, Modules};
 pub use error::{CloseReason, Error, ProtocolViolation, PythonError};
 pub use iter::RemoteIter;

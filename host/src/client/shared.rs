@@ -50,9 +50,19 @@ pub(crate) struct Shared {
     /// How long a caller polls for its reply before it sleeps.
     pub(super) spin: Duration,
     pub(super) config: ConnectionConfig,
+    /// When the host last sent something, or was last sent what it waits
+    /// for; and how many callbacks and stdin reads it waits for now.
+    pub(super) quiet: Mutex<Quiet>,
     /// Changes never; closed when the dispatch task ends, i.e. when the
     /// session's side has gone (see [`Shared::wait_ended`]).
     ended: tokio::sync::watch::Receiver<()>,
+}
+
+/// What the unresponsive-host watchdog looks at.
+pub(super) struct Quiet {
+    since: std::time::Instant,
+    /// Callbacks and stdin reads the host waits for the local side to answer.
+    local_busy: usize,
 }
 
 pub(super) enum OutputSink {
@@ -92,6 +102,10 @@ impl Shared {
             output_error: Mutex::new(None),
             spin: crate::transport::spin::budget(crate::transport::spin::DEFAULT_CLIENT_SPIN),
             config,
+            quiet: Mutex::new(Quiet {
+                since: std::time::Instant::now(),
+                local_busy: 0,
+            }),
             ended: ended_rx,
         });
         tokio::spawn(dispatch(Arc::downgrade(&shared), inbound, ended_tx));
@@ -101,7 +115,18 @@ impl Shared {
                 shared.config.gc_interval,
             ));
         }
+        if let Some(after) = shared.config.unresponsive_after() {
+            tokio::spawn(watchdog(Arc::downgrade(&shared), after));
+        }
         shared
+    }
+
+    /// Something came from the host, or went to it that it was waiting for
+    /// (`busy` counts what the host now waits for the local side to do).
+    fn heard(&self, busy: isize) {
+        let mut quiet = self.quiet.lock().expect("quiet lock");
+        quiet.since = std::time::Instant::now();
+        quiet.local_busy = quiet.local_busy.saturating_add_signed(busy);
     }
 
     /// Sends `op` and waits for its reply.
@@ -154,6 +179,11 @@ impl Shared {
     }
 
     pub(crate) fn send(&self, message: ClientMessage) -> bool {
+        match &message {
+            ClientMessage::Request { .. } => self.heard(0),
+            ClientMessage::CallbackReply { .. } | ClientMessage::Input(_) => self.heard(-1),
+            _ => {}
+        }
         match &*self.outbound.lock().expect("outbound lock") {
             Some(outbound) => outbound.send(message).is_ok(),
             None => false,
@@ -369,6 +399,11 @@ async fn dispatch(
                 return;
             }
         };
+        let busy = matches!(
+            message,
+            ServerMessage::CallLocal { .. } | ServerMessage::InputRequest { .. }
+        );
+        shared.heard(isize::from(busy));
         match message {
             ServerMessage::Response { id, result } => {
                 let waiter = shared.pending.lock().expect("pending lock").remove(&id);
@@ -400,6 +435,31 @@ async fn dispatch(
     }
     if let Some(shared) = shared.upgrade() {
         shared.close(CloseReason::SessionEnded);
+    }
+}
+
+/// Closes the connection when the host has been silent for `after` while a
+/// request waits on it ([`ConnectionConfig::unresponsive_after`]).
+async fn watchdog(shared: Weak<Shared>, after: Duration) {
+    let every = (after / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.closed.lock().expect("closed lock").is_some() {
+            return;
+        }
+        let silent = {
+            let quiet = shared.quiet.lock().expect("quiet lock");
+            (quiet.local_busy == 0).then(|| quiet.since.elapsed())
+        };
+        let waiting = !shared.pending.lock().expect("pending lock").is_empty();
+        if waiting && silent.is_some_and(|silent| silent > after) {
+            tracing::warn!(?after, "the host is unresponsive; closing the connection");
+            shared.close(CloseReason::Unresponsive { after });
+            return;
+        }
     }
 }
 

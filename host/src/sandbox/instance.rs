@@ -658,6 +658,18 @@ impl Instance {
         let _ = self.dispatch(Op::Shutdown);
     }
 
+    /// The ids of the nested requests the last call was running when it
+    /// ended, outermost first (empty after a call that returned).
+    pub(crate) fn take_nested_requests(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.store.data_mut().nested)
+            .into_iter()
+            .filter_map(|nested| match nested {
+                Nested::Request(id) => Some(id),
+                Nested::Release => None,
+            })
+            .collect()
+    }
+
     /// Releases that arrived while the guest read stdin, to apply now.
     pub(crate) fn take_deferred_releases(&mut self) -> Vec<ReleaseEntry> {
         std::mem::take(&mut self.store.data_mut().deferred_releases)

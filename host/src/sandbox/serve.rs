@@ -1,7 +1,7 @@
 //! The session loop: answers requests from the local side, one at a time.
 
 use super::Instance;
-use crate::protocol::{ClientMessage, Op, ServerMessage};
+use crate::protocol::{ClientMessage, Failure, Op, ServerMessage};
 
 /// Serves `instance` until the local side goes away.
 ///
@@ -16,6 +16,28 @@ pub(crate) fn serve_session(instance: &mut Instance) {
             ClientMessage::Request { id, op } => {
                 shut_down = matches!(op, Op::RunScript { .. } | Op::Shutdown);
                 let result = instance.dispatch(op);
+                // Nested requests (made by callbacks) the call did not answer
+                // are answered now, innermost first: their callers wait too.
+                // A call that ended the instance ended them; guest code that
+                // drove the host's imports itself may have dropped them.
+                let failure = match &result {
+                    Err(failure) => failure.clone(),
+                    Ok(_) => Failure::BadRequest(
+                        "the sandbox's code returned without answering this request \
+                         (made from a callback)"
+                            .into(),
+                    ),
+                };
+                let nested = instance.take_nested_requests();
+                let answered = nested.into_iter().rev().all(|nested| {
+                    instance.link().send(ServerMessage::Response {
+                        id: nested,
+                        result: Err(failure.clone()),
+                    })
+                });
+                if !answered {
+                    break;
+                }
                 if !instance.link().send(ServerMessage::Response { id, result }) {
                     break;
                 }
