@@ -33,6 +33,35 @@ async fn the_depth_limit_is_one_value() {
     );
 }
 
+#[tokio::test]
+async fn big_ints_turn_hexadecimal_at_one_size() {
+    let con = guest().await;
+    assert_eq!(
+        guest_usize(&con, "pushy_guest.values.DECIMAL_INT_BITS").await as u64,
+        protocol::DECIMAL_INT_BITS
+    );
+    // Both forms cross both ways, and the guest reads the host's text.
+    let echo = con.eval("lambda x: x").await.unwrap().into_object().unwrap();
+    for expression in ["-(2 ** 13000)", "-(2 ** 14000 + 1)", "2 ** 100"] {
+        let value = con.eval(expression).await.unwrap();
+        let Value::BigInt(text) = &value else {
+            panic!("{expression} gave {value:?}")
+        };
+        let hex = text.trim_start_matches('-').starts_with("0x");
+        assert_eq!(hex, expression.contains("14000"), "{expression}: {text}");
+        let back = echo.call(&(value.clone(),)).await.unwrap();
+        assert!(matches!(&back, Value::BigInt(same) if same == text), "{back:?}");
+        let same = con
+            .eval(&format!("lambda x: x == {expression}"))
+            .await
+            .unwrap()
+            .into_object()
+            .unwrap();
+        let equal = same.call(&(value,)).await.unwrap();
+        assert!(matches!(equal, Value::Bool(true)), "{expression}: {equal:?}");
+    }
+}
+
 /// `levels` tuples, each holding the next; the innermost is empty.
 fn nested_tuples(levels: usize) -> Value {
     (1..levels).fold(Value::Tuple(Vec::new()), |inner, _| {

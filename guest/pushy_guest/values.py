@@ -35,6 +35,27 @@ _TRUE = Node_Boolean(True)
 _FALSE = Node_Boolean(False)
 
 
+
+# An int past this many bits crosses as hexadecimal text: decimal text of it
+# would pass `sys.int_max_str_digits` (4300 by default, on either side) and
+# costs quadratic time to make and read; hexadecimal costs linear time.
+DECIMAL_INT_BITS = 14_000
+
+
+def int_text(value: int) -> str:
+    """A big int as wire text: decimal, or ``0x`` hexadecimal past
+    ``DECIMAL_INT_BITS`` bits."""
+    if value.bit_length() <= DECIMAL_INT_BITS:
+        return str(value)
+    return hex(value)
+
+
+def int_from_text(text: str) -> int:
+    """The int of wire text from ``int_text`` (or the local side's)."""
+    if text.startswith(("0x", "-0x")):
+        return int(text, 16)
+    return int(text)
+
 class ValueTooLarge(ValueError):
     pass
 
@@ -80,12 +101,7 @@ class Encoder:
             if _INT_MIN <= obj <= _INT_MAX:
                 nodes.append(Node_Int(obj))
             else:
-                try:
-                    text = str(obj)
-                except ValueError:
-                    # More digits than int_max_str_digits allows: keep it remote.
-                    self._handle(obj, nodes)
-                    return
+                text = int_text(obj)
                 self._charge(len(text))
                 nodes.append(Node_BigInt(text))
         elif kind is float:
@@ -219,7 +235,7 @@ class Decoder:
         if kind is Node_Callback:
             return self.callback(node.value), index
         if kind is Node_BigInt:
-            return int(node.value), index
+            return int_from_text(node.value), index
         count = node.value
         if kind is Node_Dict:
             result = {}

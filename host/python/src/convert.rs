@@ -131,8 +131,7 @@ fn to_arg_at(
     if let Ok(int) = obj.cast::<PyInt>() {
         return Ok(Arg::Value(match int.extract::<i64>() {
             Ok(small) => Value::Int(small),
-            // Decimal text of the plain int (a subclass's str may be a name).
-            Err(_) => Value::BigInt(py.get_type::<PyInt>().call1((int,))?.str()?.to_string()),
+            Err(_) => Value::BigInt(big_int_text(py, int)?),
         }));
     }
     if let Ok(float) = obj.cast::<PyFloat>() {
@@ -196,7 +195,14 @@ pub(crate) fn to_py(py: Python<'_>, state: &Arc<State>, value: Value) -> PyResul
         Value::None => py.None(),
         Value::Bool(flag) => PyBool::new(py, flag).to_owned().into_any().unbind(),
         Value::Int(int) => int.into_pyobject(py)?.into_any().unbind(),
-        Value::BigInt(text) => py.get_type::<PyInt>().call1((text,))?.unbind(),
+        Value::BigInt(text) => {
+            let base = if text.trim_start_matches('-').starts_with("0x") {
+                16
+            } else {
+                10
+            };
+            py.get_type::<PyInt>().call1((text, base))?.unbind()
+        }
         Value::Float(float) => PyFloat::new(py, float).into_any().unbind(),
         Value::Str(text) => PyString::new(py, &text).into_any().unbind(),
         Value::Bytes(data) => PyBytes::new(py, &data).into_any().unbind(),
@@ -236,4 +242,17 @@ fn all(py: Python<'_>, state: &Arc<State>, items: Vec<Value>) -> PyResult<Vec<Py
         .into_iter()
         .map(|item| to_py(py, state, item))
         .collect()
+}
+
+/// A big int's wire text ([`pushy::protocol::Node::BigInt`]): decimal up to
+/// [`pushy::protocol::DECIMAL_INT_BITS`] bits, hexadecimal past them. Of
+/// the plain int: a subclass's `str` may be a name.
+fn big_int_text(py: Python<'_>, int: &Bound<'_, PyInt>) -> PyResult<String> {
+    let plain = py.get_type::<PyInt>().call1((int,))?;
+    let bits: u64 = plain.call_method0("bit_length")?.extract()?;
+    if bits <= pushy::protocol::DECIMAL_INT_BITS {
+        return Ok(plain.str()?.to_string());
+    }
+    let builtins = py.import("builtins")?;
+    Ok(builtins.getattr("hex")?.call1((plain,))?.extract()?)
 }

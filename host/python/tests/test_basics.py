@@ -54,6 +54,15 @@ def test_immutable_values_come_by_value(con):
     assert pushy.is_proxy(value)
 
 
+def test_ints_past_the_decimal_digit_limit_cross_both_ways(con):
+    """Past Python's 4300-digit limit for int <-> str (both sides have it)."""
+    huge = 10 ** 200_000 + 12345
+    assert con.eval("lambda x: x + 1")(huge) == huge + 1
+    assert con.eval("lambda x: -x")(-huge) == huge
+    assert con.eval("10 ** 6000 - 1") == 10 ** 6000 - 1
+    assert con.eval("lambda x: x == 7 ** 9000")(7 ** 9000) is True
+
+
 def test_arguments_go_by_value(con):
     echo = con.eval("lambda *a, **k: (a, tuple(sorted(k.items())))")
     assert echo(1, "x", b"y", None, 2 ** 80, -1.25, (1, (2,)), flag=True) == (

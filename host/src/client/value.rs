@@ -20,7 +20,9 @@ pub enum Value {
     Bool(bool),
     /// `int` within i64
     Int(i64),
-    /// `int` outside i64, in decimal
+    /// `int` outside i64: decimal text, or past
+    /// [`crate::protocol::DECIMAL_INT_BITS`] bits hexadecimal with a `0x`
+    /// prefix (after any `-`)
     BigInt(String),
     /// `float`
     Float(f64),

@@ -31,6 +31,12 @@ pub const PROTOCOL_VERSION: u32 = 4;
 /// recursion limit of 1,000 frames.
 pub const MAX_DEPTH: usize = 200;
 
+/// An int of more bits than this crosses as hexadecimal text ([`Node::BigInt`]):
+/// decimal text of it would pass Python's `sys.int_max_str_digits` (4,300
+/// digits by default, on either side), and decimal conversion of big ints is
+/// quadratic where hexadecimal is linear.
+pub const DECIMAL_INT_BITS: u64 = 14_000;
+
 /// Most `str`/`bytes` payload, in bytes, of one value the guest sends; it
 /// refuses a larger one with `ValueTooLarge` (a `ValueError`).
 ///
@@ -107,7 +113,8 @@ pub enum Node {
     Bool(bool),
     /// `int` within i64
     Int(i64),
-    /// `int` outside i64, in decimal
+    /// `int` outside i64: decimal text, or past [`DECIMAL_INT_BITS`] bits
+    /// hexadecimal with a `0x` prefix (after any `-`)
     BigInt(String),
     /// `float`
     Float(f64),
