@@ -470,3 +470,27 @@ async fn live_sessions_obeyed_and_violated_then_a_freed_slot_serves_again() -> a
     assert_eq!(third.eval("sum(range(10))").await?.extract::<i64>()?, 45);
     Ok(())
 }
+
+#[tokio::test]
+async fn message_size_obeyed_and_violated_the_session_goes_on() -> anyhow::Result<()> {
+    let mut config = common::quiet_config();
+    config.max_frame = 1 << 20;
+    let con = pushy::Connection::embedded_with(&common::sandbox(), session_config(), config).await?;
+    let len = con.eval("len").await?.into_object()?;
+    let fits: i64 = len
+        .call(&(pushy::Value::Bytes(vec![7u8; 512 << 10].into()),))
+        .await?
+        .extract()?;
+    assert_eq!(fits, 512 << 10);
+    let err = len
+        .call(&(pushy::Value::Bytes(vec![7u8; 2 << 20].into()),))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::BadArgument(text) if text.contains("at most 1048576 bytes")),
+        "{err:?}"
+    );
+    let n: i64 = con.eval("6 * 7").await?.extract()?;
+    assert_eq!(n, 42);
+    Ok(())
+}

@@ -204,3 +204,10 @@ def test_ctrl_c_in_nested_callbacks_of_a_stopped_host_waits_one_grace(stopped_ho
         assert time.monotonic() - started < 9
     finally:
         con.close()
+
+
+def test_a_request_past_the_message_limit_is_refused_and_the_session_goes_on(con):
+    con.execute("kept = 'still here'")
+    with pytest.raises(pushy.BadArgument, match="a message is at most"):
+        con.eval("len")(b"x" * (270 << 20))
+    assert con.eval("kept") == "still here"

@@ -132,10 +132,22 @@ impl Shared {
     /// Sends `op` and waits for its reply.
     pub(super) async fn request(&self, op: Op) -> Result<Reply, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = ClientMessage::Request { id, op };
+        // Refused here, with the reason, and the session goes on: a frame
+        // past the limit would end the link (the peer cannot read it).
+        let size = postcard::experimental::serialized_size(&message)
+            .map_err(|e| Error::BadArgument(format!("cannot encode the request: {e}")))?;
+        if size > self.config.max_frame {
+            return Err(Error::BadArgument(format!(
+                "the request is {size} bytes; a message is at most {} bytes \
+                 (send large data in pieces, or as a file: putfile)",
+                self.config.max_frame
+            )));
+        }
         let (tx, mut rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id, tx);
         self.send_releases();
-        if !self.send(ClientMessage::Request { id, op }) {
+        if !self.send(message) {
             self.pending.lock().expect("pending lock").remove(&id);
             return Err(Error::Closed(self.closed_reason()));
         }
