@@ -35,9 +35,9 @@ pub(crate) const MAX_GC_INTERVAL: f64 = 365.0 * 24.0 * 3600.0;
 /// Limits and what the sandbox sees, as `connect` takes them.
 struct Settings {
     timeout: Option<f64>,
-    memory_mib: Option<u64>,
-    output_limit_mib: Option<u64>,
-    scratch_mib: Option<u64>,
+    memory_mib: Option<i128>,
+    output_limit_mib: Option<i128>,
+    scratch_mib: Option<i128>,
     path: Vec<PathBuf>,
     preload: Vec<String>,
     mounts: Vec<Mount>,
@@ -47,7 +47,10 @@ fn usage(message: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(message.to_string())
 }
 
-fn mib(name: &str, value: u64) -> PyResult<usize> {
+fn mib(name: &str, value: i128) -> PyResult<usize> {
+    if value < 0 {
+        return Err(usage(format!("{name} must be a number of MiB, not {value}")));
+    }
     value
         .checked_mul(1 << 20)
         .and_then(|bytes| usize::try_from(bytes).ok())
@@ -69,7 +72,10 @@ impl Settings {
                 "timeout must be a number of seconds from 0 (none) to {YEAR}, not {seconds}"
             )));
         }
-        Ok(Some(Some(Duration::from_secs_f64(seconds))))
+        // The limit is kept in whole milliseconds.
+        Ok(Some(Some(
+            Duration::from_secs_f64(seconds).max(Duration::from_millis(1)),
+        )))
     }
 
     fn check(&self) -> PyResult<()> {
@@ -77,6 +83,13 @@ impl Settings {
             pushy::sandbox::check_preload_name(module).map_err(usage)?;
         }
         pushy::sandbox::check_mounts(&self.mounts).map_err(usage)?;
+        for (name, value) in [
+            ("memory_mib", self.memory_mib),
+            ("output_limit_mib", self.output_limit_mib),
+            ("scratch_mib", self.scratch_mib),
+        ] {
+            value.map(|value| mib(name, value)).transpose()?;
+        }
         self.time_limit().map(drop)
     }
 
@@ -162,7 +175,7 @@ impl Settings {
         if let Some(Some(limit)) = self.time_limit()? {
             asked.time_limit_ms = Some(u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).max(1));
         }
-        let bytes = |name, value: Option<u64>| -> PyResult<Option<u64>> {
+        let bytes = |name, value: Option<i128>| -> PyResult<Option<u64>> {
             value.map(|v| mib(name, v).map(|b| b as u64)).transpose()
         };
         asked.memory_bytes = bytes("memory_mib", self.memory_mib)?;
@@ -223,9 +236,9 @@ pub(crate) fn connect(
     token_file: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
     timeout: Option<f64>,
-    memory_mib: Option<u64>,
-    output_limit_mib: Option<u64>,
-    scratch_mib: Option<u64>,
+    memory_mib: Option<i128>,
+    output_limit_mib: Option<i128>,
+    scratch_mib: Option<i128>,
     path: Vec<PathBuf>,
     preload: Vec<String>,
     mounts: Vec<(PathBuf, String, bool)>,
@@ -297,9 +310,9 @@ pub(crate) fn connect(
 pub(crate) fn serve_stdio(
     py: Python<'_>,
     timeout: Option<f64>,
-    memory_mib: Option<u64>,
-    output_limit_mib: Option<u64>,
-    scratch_mib: Option<u64>,
+    memory_mib: Option<i128>,
+    output_limit_mib: Option<i128>,
+    scratch_mib: Option<i128>,
     path: Vec<PathBuf>,
     preload: Vec<String>,
     mounts: Vec<(PathBuf, String, bool)>,

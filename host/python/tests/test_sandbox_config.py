@@ -65,3 +65,17 @@ def test_a_memory_limit_too_small_for_the_sandbox(target, daemon):
     options = {"token_file": daemon.token_file} if target.startswith("daemon:") else {}
     with pytest.raises(pushy.PushyError):
         pushy.connect(target, memory_mib=1, **options)
+
+
+@pytest.mark.parametrize("name", ["memory_mib", "output_limit_mib", "scratch_mib"])
+@pytest.mark.parametrize("value", [-5, 2 ** 70])
+def test_an_unusable_size_is_a_value_error_naming_it(target, daemon, name, value):
+    options = {"token_file": daemon.token_file} if target.startswith("daemon:") else {}
+    with pytest.raises(ValueError, match=name):
+        pushy.connect(target, **{name: value}, **options)
+
+
+def test_a_tiny_timeout_limits_the_calls_not_the_start(connect):
+    con = connect(timeout=0.0001)
+    with pytest.raises(pushy.TimeLimitExceeded, match="0.001 s"):
+        con.execute("while True: pass")

@@ -550,7 +550,9 @@ impl Instance {
             output_limit: config.output_limit,
             output_used: 0,
             output_cut_noticed: false,
-            time_limit: config.time_limit,
+            // Starting the session is not a call: the limit applies from
+            // the first request (a tiny one would end every start).
+            time_limit: None,
             call_started: Instant::now(),
             waited: Duration::ZERO,
             time_limit_hit: false,
@@ -616,6 +618,7 @@ impl Instance {
                 link: instance.store.into_data().link,
             });
         }
+        instance.store.data_mut().time_limit = config.time_limit;
         Ok(instance)
     }
 
