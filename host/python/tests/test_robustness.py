@@ -10,6 +10,7 @@ import os
 import pathlib
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -211,3 +212,22 @@ def test_a_request_past_the_message_limit_is_refused_and_the_session_goes_on(con
     with pytest.raises(pushy.BadArgument, match="a message is at most"):
         con.eval("len")(b"x" * (270 << 20))
     assert con.eval("kept") == "still here"
+
+
+def test_a_terminal_ctrl_c_reaching_the_local_host_is_left_to_the_caller():
+    """A terminal's Ctrl-C goes to the whole process group: the local: host
+    ignores it (no traceback), the caller's KeyboardInterrupt ends the call."""
+    script = (
+        "import os, signal, threading, pushy\n"
+        "con = pushy.connect('local:')\n"
+        "assert con.eval('1') == 1\n"
+        "threading.Timer(0.5, os.killpg, (os.getpgid(0), signal.SIGINT)).start()\n"
+        "try:\n"
+        "    con.execute('while True: pass')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+        "con.close()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, start_new_session=True)
+    assert done.stdout.strip() == "interrupted", done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

@@ -10,6 +10,7 @@ protocol version.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import List, Optional
 
@@ -29,6 +30,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--path", action="append", default=[])
     parser.add_argument("--preload", action="append", default=[])
     args = parser.parse_args(argv)
+    # A Ctrl-C at a terminal reaches the whole process group: the parent
+    # interrupts the running call through the connection, and this host must
+    # not die of it first (with a traceback on the user's terminal).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     preload = [name for given in args.preload for name in given.split(",") if name]
     try:
         _core.serve_stdio(
