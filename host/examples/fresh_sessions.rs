@@ -6,6 +6,7 @@
 //! ```text
 //! fresh_sessions fresh N [--alloc pool|demand] [--preload M,...] [--venv DIR]
 //! fresh_sessions live N [--alloc pool|demand]
+//! fresh_sessions phases N [options of fresh]
 //! ```
 //!
 //! The sandbox (and any preloaded snapshot) is made once, before timing,
@@ -104,6 +105,32 @@ fn main() -> anyhow::Result<()> {
                     fresh().await?;
                     samples.push(started.elapsed().as_secs_f64() * 1e3);
                 }
+            }
+            "phases" => {
+                // Where a fresh session's time goes: start, first call, close.
+                fresh().await?;
+                let mut phases = [const { Vec::new() }; 3];
+                for _ in 0..options.n {
+                    let started = Instant::now();
+                    let con =
+                        Connection::embedded_with(&sandbox, session.clone(), quiet.clone()).await?;
+                    let connected = Instant::now();
+                    con.eval("1").await?;
+                    let called = Instant::now();
+                    con.close().await?;
+                    let closed = Instant::now();
+                    for (phase, (from, to)) in phases.iter_mut().zip([
+                        (started, connected),
+                        (connected, called),
+                        (called, closed),
+                    ]) {
+                        phase.push((to - from).as_secs_f64() * 1e3);
+                    }
+                }
+                for (name, mut phase) in ["start", "first_call", "close"].into_iter().zip(phases) {
+                    report(name, &mut phase);
+                }
+                return Ok(());
             }
             "live" => {
                 let con =
