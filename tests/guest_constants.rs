@@ -41,7 +41,12 @@ async fn big_ints_turn_hexadecimal_at_one_size() {
         protocol::DECIMAL_INT_BITS
     );
     // Both forms cross both ways, and the guest reads the host's text.
-    let echo = con.eval("lambda x: x").await.unwrap().into_object().unwrap();
+    let echo = con
+        .eval("lambda x: x")
+        .await
+        .unwrap()
+        .into_object()
+        .unwrap();
     for expression in ["-(2 ** 13000)", "-(2 ** 14000 + 1)", "2 ** 100"] {
         let value = con.eval(expression).await.unwrap();
         let Value::BigInt(text) = &value else {
@@ -50,7 +55,10 @@ async fn big_ints_turn_hexadecimal_at_one_size() {
         let hex = text.trim_start_matches('-').starts_with("0x");
         assert_eq!(hex, expression.contains("14000"), "{expression}: {text}");
         let back = echo.call(&(value.clone(),)).await.unwrap();
-        assert!(matches!(&back, Value::BigInt(same) if same == text), "{back:?}");
+        assert!(
+            matches!(&back, Value::BigInt(same) if same == text),
+            "{back:?}"
+        );
         let same = con
             .eval(&format!("lambda x: x == {expression}"))
             .await
@@ -58,7 +66,10 @@ async fn big_ints_turn_hexadecimal_at_one_size() {
             .into_object()
             .unwrap();
         let equal = same.call(&(value,)).await.unwrap();
-        assert!(matches!(equal, Value::Bool(true)), "{expression}: {equal:?}");
+        assert!(
+            matches!(equal, Value::Bool(true)),
+            "{expression}: {equal:?}"
+        );
     }
 }
 

@@ -475,7 +475,8 @@ async fn live_sessions_obeyed_and_violated_then_a_freed_slot_serves_again() -> a
 async fn message_size_obeyed_and_violated_the_session_goes_on() -> anyhow::Result<()> {
     let mut config = common::quiet_config();
     config.max_frame = 1 << 20;
-    let con = pushy::Connection::embedded_with(&common::sandbox(), session_config(), config).await?;
+    let con =
+        pushy::Connection::embedded_with(&common::sandbox(), session_config(), config).await?;
     let len = con.eval("len").await?.into_object()?;
     let fits: i64 = len
         .call(&(pushy::Value::Bytes(vec![7u8; 512 << 10].into()),))

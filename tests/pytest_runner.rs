@@ -61,8 +61,13 @@ fn venv() -> &'static Path {
 /// `pushy test ARGS` from the project's root with its venv active; it must
 /// not panic.
 fn pushy_test(venv: Option<&Path>, args: &[&str]) -> Output {
+    pushy_test_in(Path::new(PROJECT), venv, args)
+}
+
+/// `pushy test ARGS` from `root` with the venv active; it must not panic.
+fn pushy_test_in(root: &Path, venv: Option<&Path>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pushy"));
-    command.arg("test").args(args).current_dir(PROJECT);
+    command.arg("test").args(args).current_dir(root);
     match venv {
         Some(venv) => command.env("VIRTUAL_ENV", venv),
         None => command.env_remove("VIRTUAL_ENV"),
@@ -226,6 +231,124 @@ fn without_pytest_arguments_for_it_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("go to pytest"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A copy of the fixture project (to edit) in `into`.
+fn copy_project(from: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = into.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "__pycache__" {
+                copy_project(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn pycs(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(pycs(&path));
+        } else if path.extension().is_some_and(|e| e == "pyc") {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn compiled_modules_are_cached_read_only_and_recompiled_when_edited() {
+    let venv = venv();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("project");
+    copy_project(Path::new(PROJECT), &root);
+    // The sessions see the cache read-only and set it as their prefix.
+    std::fs::write(
+        root.join("tests/test_cache.py"),
+        "import os, sys\n\
+         def test_the_cache_is_read_only():\n\
+         \x20   assert sys.pycache_prefix == '/pushy-pycache'\n\
+         \x20   try:\n\
+         \x20       open('/pushy-pycache/planted.pyc', 'wb')\n\
+         \x20   except OSError:\n\
+         \x20       return\n\
+         \x20   raise AssertionError('a test session could write the cache')\n",
+    )
+    .unwrap();
+    let cache = work.path().join("cache");
+    let cache_arg = cache.display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--timeout", "5"];
+        args.extend(extra);
+        let out = pushy_test_in(&root, Some(venv), &args);
+        (
+            last_line(&out),
+            format!("{}\n{}", text(&out.stdout), text(&out.stderr)),
+        )
+    };
+    for round in ["cold", "warm"] {
+        let (summary, context) = run(&["--bytecode-cache", &cache_arg]);
+        assert_eq!(
+            summary, "13 passed, 3 failed, 2 skipped",
+            "{round}: {context}"
+        );
+        assert!(context.contains("assert 42 == 43"), "{round}: {context}");
+    }
+    let cached = pycs(&cache);
+    // The project's package and its test modules as pytest rewrote them.
+    assert!(
+        cached.iter().any(|p| p.contains("mini/__init__.cpython-")),
+        "{cached:?}"
+    );
+    assert!(
+        cached
+            .iter()
+            .any(|p| p.contains("tests/test_basics.cpython-") && p.contains("-pytest-")),
+        "{cached:?}"
+    );
+    assert!(!cached.iter().any(|p| p.contains("planted")), "{cached:?}");
+    // An edited module (another size) is compiled again, not taken stale
+    // from the cache: the failing test now passes.
+    let source = root.join("mini/__init__.py");
+    let edited = std::fs::read_to_string(&source)
+        .unwrap()
+        .replace("return 42", "return 43  # edited");
+    std::fs::write(&source, edited).unwrap();
+    let (summary, context) = run(&["--bytecode-cache", &cache_arg]);
+    assert_eq!(summary, "14 passed, 2 failed, 2 skipped", "{context}");
+    // Without the cache, nothing is mounted: the cache test fails.
+    let (summary, context) = run(&["--no-bytecode-cache", "tests/test_cache.py"]);
+    assert_eq!(summary, "0 passed, 1 failed", "{context}");
+}
+
+#[test]
+fn a_bytecode_cache_a_target_cannot_see_is_refused() {
+    let venv = venv();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().display().to_string();
+    let out = pushy_test(
+        Some(venv),
+        &["--target", "daemon:127.0.0.1:9", "--bytecode-cache", &cache],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--bytecode-cache is for"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = pushy_test(None, &["--bytecode-cache", &cache, "tests/test_basics.py"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--bytecode-cache is for"),
         "{}",
         text(&out.stderr)
     );

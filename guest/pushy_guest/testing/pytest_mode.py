@@ -57,9 +57,16 @@ class _Recorder:
 _state: dict[str, Any] = {}
 
 
-def load(path: str, rootdir: str, args: tuple) -> tuple:
-    """('tests', node ids, out, err) | ('error', text, out, err)."""
+def load(path: str, rootdir: str, args: tuple, pycache: Optional[str] = None) -> tuple:
+    """('tests', node ids, out, err) | ('error', text, out, err).
+
+    ``pycache``: where the run's bytecode cache is mounted (read-only), used
+    as ``sys.pycache_prefix``: modules, and test modules as pytest rewrote
+    them, load from there when a writer session compiled them earlier (see
+    ``bytecode``)."""
     sys.dont_write_bytecode = True
+    if pycache is not None:
+        sys.pycache_prefix = pycache
     os.chdir(rootdir)
     # As `python -m pytest` from the project's root: the root is importable.
     if rootdir not in sys.path:
@@ -167,3 +174,13 @@ def finish() -> tuple:
             config._ensure_unconfigure()
     _state.clear()
     return ()
+
+
+def uncached() -> tuple:
+    """The source files this session compiled because the bytecode cache
+    had nothing for them: ``(path, kind)`` pairs, ``kind`` ``"plain"`` or
+    ``"pytest"`` (a module pytest rewrote). Only with a cache prefix set."""
+    if not sys.pycache_prefix:
+        return ()
+    from . import bytecode
+    return bytecode.uncached(sys.modules.values())

@@ -254,5 +254,5 @@ fn big_int_text(py: Python<'_>, int: &Bound<'_, PyInt>) -> PyResult<String> {
         return Ok(plain.str()?.to_string());
     }
     let builtins = py.import("builtins")?;
-    Ok(builtins.getattr("hex")?.call1((plain,))?.extract()?)
+    builtins.getattr("hex")?.call1((plain,))?.extract()
 }

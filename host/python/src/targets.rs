@@ -49,7 +49,9 @@ fn usage(message: impl std::fmt::Display) -> PyErr {
 
 fn mib(name: &str, value: i128) -> PyResult<usize> {
     if value < 0 {
-        return Err(usage(format!("{name} must be a number of MiB, not {value}")));
+        return Err(usage(format!(
+            "{name} must be a number of MiB, not {value}"
+        )));
     }
     value
         .checked_mul(1 << 20)

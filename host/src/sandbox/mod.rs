@@ -33,6 +33,14 @@ pub use mounts::{Mount, MountError, check as check_mounts};
 pub use preload::{PreloadError, check_name as check_preload_name};
 pub use python_path::{PathError, PythonPath};
 pub use scratch::root as scratch_root;
+
+/// The directory this user's caches are kept in (compiled code, preloaded
+/// snapshots, `pushy test`'s bytecode): `$PUSHY_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/pushy`, else `$HOME/.cache/pushy`, else a private
+/// directory in the temporary directory; `None` if there is none safe to use.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    cache::default_dir()
+}
 pub(crate) use serve::serve_session;
 
 use bindings::AgentPre;

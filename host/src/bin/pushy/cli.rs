@@ -65,6 +65,15 @@ pub(crate) struct TestArgs {
     /// runs (CI jobs, an Indexed Job's pods) together run every file once.
     #[arg(long, value_name = "I/N")]
     pub(crate) shard: Option<Shard>,
+    /// Under pytest, where compiled modules are kept between sessions and
+    /// runs (default: `bytecode/` in the cache directory). Sessions read it;
+    /// only a session that runs none of the project's code writes it.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_bytecode_cache")]
+    pub(crate) bytecode_cache: Option<std::path::PathBuf>,
+    /// Under pytest, keep no compiled modules: every file's session compiles
+    /// the project from source.
+    #[arg(long)]
+    pub(crate) no_bytecode_cache: bool,
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
     /// Arguments for pytest (when the environment has it), after `--`.

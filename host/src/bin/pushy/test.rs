@@ -5,7 +5,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use crate::cli::TestArgs;
-use crate::testing::{PytestRun, Summary, TestOptions, discover, junit_xml, run_suite};
+use crate::testing::{
+    BYTECODE_MOUNT, PytestRun, Summary, TestOptions, discover, junit_xml, run_suite,
+};
 use crate::{report, usage};
 
 pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
@@ -63,10 +65,43 @@ pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
             });
         }
         args.limits.preload.push(PYTEST_PRELOAD.to_owned());
+        // Remote sessions (a daemon's, over ssh) cannot see this machine's
+        // cache; local: children mount it as embedded sessions do.
+        let local_only = args
+            .targets
+            .iter()
+            .all(|t| t == "embedded:" || t == "local:");
+        if args.bytecode_cache.is_some() && !local_only {
+            return usage(
+                "--bytecode-cache is for embedded: and local: targets: a daemon's or an ssh \
+                 host's sessions cannot see this machine's directories",
+            );
+        }
+        let bytecode = if args.no_bytecode_cache || !local_only {
+            None
+        } else {
+            match bytecode_cache(args.bytecode_cache.clone()) {
+                Ok(dir) => dir,
+                Err(error) => return usage(error),
+            }
+        };
+        if let Some(cache) = &bytecode {
+            args.limits.dirs.push(pushy::Mount {
+                host: cache.clone(),
+                guest: BYTECODE_MOUNT.to_owned(),
+                read_only: true,
+            });
+        }
         Some(PytestRun {
             rootdir,
             args: pytest_args,
+            bytecode,
         })
+    } else if args.bytecode_cache.is_some() {
+        return usage(
+            "--bytecode-cache is for runs under pytest, which this environment does not have: \
+             activate a virtualenv that has pytest, or give --venv or --path",
+        );
     } else if !args.pytest_args.is_empty() {
         return usage(
             "arguments after `--` go to pytest, which this environment does not have: \
@@ -325,4 +360,31 @@ fn rootdir(paths: &[std::path::PathBuf]) -> std::io::Result<std::path::PathBuf> 
         ));
     }
     Ok(found)
+}
+
+/// The bytecode cache's directory, created if missing: the one given (an
+/// error if unusable), else `bytecode/` in the cache directory (`None`, with
+/// a note in the log, if it cannot be made).
+fn bytecode_cache(given: Option<std::path::PathBuf>) -> Result<Option<std::path::PathBuf>, String> {
+    let made = |dir: &std::path::Path| {
+        std::fs::create_dir_all(dir).and_then(|()| std::fs::canonicalize(dir))
+    };
+    if let Some(dir) = given {
+        return made(&dir).map(Some).map_err(|error| {
+            format!(
+                "cannot use {} as the bytecode cache: {error}",
+                dir.display()
+            )
+        });
+    }
+    let Some(dir) = pushy::sandbox::cache_dir().map(|dir| dir.join("bytecode")) else {
+        return Ok(None);
+    };
+    match made(&dir) {
+        Ok(dir) => Ok(Some(dir)),
+        Err(error) => {
+            tracing::warn!(%error, dir = %dir.display(), "no bytecode cache");
+            Ok(None)
+        }
+    }
 }

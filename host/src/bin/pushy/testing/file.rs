@@ -92,6 +92,7 @@ async fn load(
                 path.display().to_string(),
                 pytest.rootdir.display().to_string(),
                 pytest.args.clone(),
+                pytest.bytecode.as_ref().map(|_| super::BYTECODE_MOUNT),
             );
             session.runner.call_method("load", &args).await
         }
@@ -344,18 +345,38 @@ pub(super) async fn run_file(
     }
     if started {
         // tearDownClass / tearDownModule of what is still set up.
-        match session.runner.call_method("finish", &()).await {
-            Ok(value) => report
-                .results
-                .extend(guest_results(file, "<teardown>", &value, 0)),
-            Err(e) if target_gone(&e) => return Err(died(e)),
-            Err(e) => report.results.push(file_error(
-                file,
-                "<teardown>",
-                fatal_outcome(&e),
-                e.to_string(),
-            )),
+        finish(&session, file, report).await?;
+    }
+    report_uncached(shared, &session).await;
+    Ok(())
+}
+
+/// Tells the bytecode cache's writer what the session compiled from source.
+async fn report_uncached(shared: &Shared, session: &Session) {
+    let Some(writer) = shared.bytecode.lock().expect("bytecode").clone() else {
+        return;
+    };
+    match session.runner.call_method("uncached", &()).await {
+        Ok(value) => {
+            let _ = writer.send(super::bytecode::parse(&value));
         }
+        Err(error) => tracing::debug!(%error, "no report of uncached modules"),
+    }
+}
+
+/// Ends the file's pytest session (or the built-in runner's teardown).
+async fn finish(session: &Session, file: &Path, report: &mut FileReport) -> Result<(), TargetDied> {
+    match session.runner.call_method("finish", &()).await {
+        Ok(value) => report
+            .results
+            .extend(guest_results(file, "<teardown>", &value, 0)),
+        Err(e) if target_gone(&e) => return Err(TargetDied(e.with_causes())),
+        Err(e) => report.results.push(file_error(
+            file,
+            "<teardown>",
+            fatal_outcome(&e),
+            e.to_string(),
+        )),
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! - `run`: workers, targets, retries when a target dies.
 //! - `file`: one file in one session, its tests one call each.
 //! - `report`: per-test results, the summary line and JUnit XML.
+//! - `bytecode`: the bytecode cache of a pytest run and its writer.
 
+mod bytecode;
 mod discover;
 mod file;
 mod report;
@@ -13,4 +15,4 @@ mod run;
 
 pub use discover::discover;
 pub use report::{Outcome, Summary, TestResult, junit_xml};
-pub use run::{FileReport, PytestRun, TestOptions, run_suite};
+pub use run::{BYTECODE_MOUNT, FileReport, PytestRun, TestOptions, run_suite};

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use pushy::{ConnectionConfig, Error, OutputMode, Sandbox, SandboxConfig, SessionConfig};
 use tokio::sync::mpsc;
 
+use super::bytecode::{Uncached, spawn_writer};
 use super::file::{file_error, run_file};
 use super::{Outcome, TestResult};
 
@@ -45,7 +46,14 @@ pub struct PytestRun {
     pub rootdir: PathBuf,
     /// Arguments before the file's path.
     pub args: Vec<String>,
+    /// The bytecode cache: a host directory, mounted read-only at
+    /// [`BYTECODE_MOUNT`] in every test session (a mount of
+    /// [`TestOptions::session`]) and written by a session of its own.
+    pub bytecode: Option<PathBuf>,
 }
+
+/// Where test sessions see the bytecode cache (`sys.pycache_prefix`).
+pub const BYTECODE_MOUNT: &str = "/pushy-pycache";
 
 impl Default for TestOptions {
     fn default() -> Self {
@@ -108,6 +116,9 @@ pub(super) struct Shared {
     pub(super) options: TestOptions,
     /// The sandbox of `embedded:` sessions, when a target is `embedded:`.
     pub(super) sandbox: Option<Sandbox>,
+    /// Where sessions report what they compiled from source, while the
+    /// bytecode cache's writer runs.
+    pub(super) bytecode: Mutex<Option<mpsc::UnboundedSender<Uncached>>>,
 }
 
 /// Runs `files`; `on_file` sees each file's report as it finishes.
@@ -132,12 +143,32 @@ pub async fn run_suite(
     } else {
         None
     };
+    // The writer needs an in-process sandbox: with remote targets only, the
+    // sessions read the cache and nothing writes it.
+    let writer = match (&sandbox, &options.pytest) {
+        (
+            Some(sandbox),
+            Some(PytestRun {
+                bytecode: Some(cache),
+                rootdir,
+                ..
+            }),
+        ) => Some(spawn_writer(
+            sandbox.clone(),
+            &options.session,
+            cache.clone(),
+            rootdir.clone(),
+        )),
+        _ => None,
+    };
+    let (bytecode, writing) = writer.unzip();
     let shared = Arc::new(Shared {
         queue: Mutex::new(files.into_iter().map(|f| (f, Vec::new())).collect()),
         dead: Mutex::new(HashMap::new()),
         stop: AtomicBool::new(false),
         options,
         sandbox,
+        bytecode: Mutex::new(bytecode),
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
     let jobs = shared.options.jobs.max(1);
@@ -149,6 +180,11 @@ pub async fn run_suite(
     while let Some(report) = rx.recv().await {
         on_file(&report);
         reports.push(report);
+    }
+    // What the last files reported is written for the next run.
+    shared.bytecode.lock().expect("bytecode").take();
+    if let Some(writing) = writing {
+        let _ = writing.await;
     }
     // What `--fail-fast` left in the queue never ran.
     let left: Vec<_> = shared.queue.lock().expect("queue").drain(..).collect();
