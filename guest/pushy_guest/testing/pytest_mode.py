@@ -25,6 +25,8 @@ import sys
 import time
 from typing import Any, Optional
 
+from . import bytecode
+
 #: Arguments given to pytest before the user's.
 SANDBOX_ARGS = (
     "-p", "no:cacheprovider",
@@ -55,6 +57,7 @@ class _Recorder:
 
 
 _state: dict[str, Any] = {}
+_started_with: set[str] = set()
 
 
 def load(path: str, rootdir: str, args: tuple, pycache: Optional[str] = None) -> tuple:
@@ -67,6 +70,9 @@ def load(path: str, rootdir: str, args: tuple, pycache: Optional[str] = None) ->
     sys.dont_write_bytecode = True
     if pycache is not None:
         sys.pycache_prefix = pycache
+    # What the session started with (the snapshot's modules, ours among
+    # them) was not compiled here.
+    _started_with.update(sys.modules)
     os.chdir(rootdir)
     # As `python -m pytest` from the project's root: the root is importable.
     if rootdir not in sys.path:
@@ -182,5 +188,5 @@ def uncached() -> tuple:
     ``"pytest"`` (a module pytest rewrote). Only with a cache prefix set."""
     if not sys.pycache_prefix:
         return ()
-    from . import bytecode
-    return bytecode.uncached(sys.modules.values())
+    return bytecode.uncached(module for name, module in list(sys.modules.items())
+                             if name not in _started_with)

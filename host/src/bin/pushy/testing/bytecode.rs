@@ -81,7 +81,7 @@ async fn write_all(
         let written = module
             .call_method("write", &(fresh.clone(), BYTECODE_MOUNT, rootdir.as_str()))
             .await?;
-        tracing::debug!(sources = fresh.len(), ?written, "bytecode cached");
+        tracing::debug!(sources = ?fresh, ?written, "bytecode cached");
     }
     if let Some((con, _)) = writer {
         con.close().await?;
