@@ -413,11 +413,19 @@ def _shut_down() -> None:
                 pass
 
 
+#: Frames of a traceback formatted, innermost kept: a RecursionError after
+#: `sys.setrecursionlimit(10**5)` has 10**5 of them, and reading each one's
+#: source line took seconds of the call's time limit.
+MAX_TRACEBACK_FRAMES = 1000
+
+
 def _format_traceback(kind: type, exc: BaseException) -> str:
     """The traceback as python3 would print it: without the agent's frames
     (its dispatch above the user's code; its streams and bindings below it,
-    where python3 has C code), in chained exceptions and groups too."""
-    report = traceback.TracebackException(kind, exc, exc.__traceback__)
+    where python3 has C code), in chained exceptions and groups too; at
+    most the innermost `MAX_TRACEBACK_FRAMES` of each."""
+    report = traceback.TracebackException(kind, exc, exc.__traceback__,
+                                          limit=-MAX_TRACEBACK_FRAMES)
     pending = [report]
     seen: set[int] = set()
     while pending:

@@ -56,8 +56,10 @@ def int_from_text(text: str) -> int:
         return int(text, 16)
     return int(text)
 
-class ValueTooLarge(ValueError):
-    pass
+# A value past the limits is a plain ValueError: it reaches the local side
+# as the builtin class (a subclass here would arrive as a RemoteError naming
+# this module).
+ValueTooLarge = ValueError
 
 
 class Encoder:

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use pushy::Value;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple,
@@ -118,9 +118,13 @@ fn to_arg_at(
     depth: usize,
 ) -> PyResult<Arg> {
     if depth > MAX_DEPTH {
-        return Err(PyValueError::new_err(format!(
-            "a value nested deeper than {MAX_DEPTH} levels cannot be sent"
-        )));
+        return Err(crate::errors::to_py(
+            py,
+            Some(state),
+            pushy::Error::BadArgument(format!(
+                "a value nested deeper than {MAX_DEPTH} levels cannot be sent"
+            )),
+        ));
     }
     if obj.is_none() {
         return Ok(Arg::Value(Value::None));

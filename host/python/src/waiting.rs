@@ -352,7 +352,9 @@ where
 
 /// Runs one callback here and answers it. Returns the error to raise when
 /// the call is over if the callback asked for the program to stop
-/// (KeyboardInterrupt, SystemExit: not exceptions for guest code to catch).
+/// (KeyboardInterrupt, SystemExit, another BaseException that is not an
+/// Exception: not for guest code to swallow). A KeyboardInterrupt also ends
+/// the session, as Ctrl-C during a call does; the others leave it usable.
 fn run_callback(py: Python<'_>, state: &Arc<State>, job: Job, lent: Lent<'_>) -> Option<PyErr> {
     let Job {
         callable,
@@ -368,8 +370,11 @@ fn run_callback(py: Python<'_>, state: &Arc<State>, job: Job, lent: Lent<'_>) ->
             None
         }
         Err(error) => {
+            // SystemExit and the like: raised here once the call is over
+            // (guest code sees a CallbackError and unwinds). Ctrl-C also
+            // stops the guest code at once, ending the session.
             let stop = !error.is_instance_of::<pyo3::exceptions::PyException>(py);
-            if stop {
+            if error.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
                 // Before the answer: the host then ends the call where it
                 // waits for the callback, and no more guest code runs.
                 state.con.interrupt();

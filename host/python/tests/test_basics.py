@@ -220,6 +220,8 @@ def test_close_is_idempotent_and_ends_the_proxies(connect):
         con.eval("1")
     with pytest.raises(pushy.ConnectionClosed):
         len(remote)
+    # repr never raises (debuggers, logs, tracebacks print proxies).
+    assert repr(remote) == "<pushy proxy: ConnectionClosed>"
 
 
 def test_with_closes(target, daemon):

@@ -186,3 +186,14 @@ def test_keyboard_interrupt_in_a_callback_stops_the_call(con):
         con.eval("lambda f: f()")(stop)
     with pytest.raises(pushy.PushyError):
         con.eval("1")
+
+
+@pytest.mark.parametrize("kind", [SystemExit, GeneratorExit])
+def test_a_base_exception_in_a_callback_is_raised_here_and_the_session_goes_on(con, kind):
+    def leave():
+        raise kind(3)
+
+    con.execute("def swallow(f):\n    try:\n        f()\n    except Exception:\n        return 'swallowed'\n")
+    with pytest.raises(kind):
+        con.eval("swallow")(leave)
+    assert con.eval("6 * 7") == 42

@@ -231,3 +231,55 @@ def test_a_terminal_ctrl_c_reaching_the_local_host_is_left_to_the_caller():
                           timeout=60, start_new_session=True)
     assert done.stdout.strip() == "interrupted", done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_each_call_has_its_own_time_limit_nested_ones_too(connect):
+    """A nested call (from a callback) has its own limit, and its time is
+    the local side's for the call it is inside, as the callback's is."""
+    con = connect(timeout=2)
+
+    def nested():
+        return con.eval("__import__('time').sleep(1.2) or 'nested'")
+
+    outer = con.eval("lambda f: (__import__('time').sleep(1.2), f())[1]")
+    assert outer(nested) == "nested"
+
+
+def test_other_threads_calls_inside_a_callback_are_not_charged_to_it(connect):
+    con = connect(timeout=2)
+    results = {}
+
+    def slow_callback():
+        time.sleep(2.5)  # local time: not the call's
+        return "local"
+
+    outer = con.eval("lambda f: (__import__('time').sleep(1.2), f())[1]")
+    worker = threading.Thread(target=lambda: results.update(a=outer(slow_callback)))
+    worker.start()
+    time.sleep(1.5)
+    for name in "bc":
+        results[name] = con.eval(f"__import__('time').sleep(0.5) or {name!r}")
+    worker.join(20)
+    assert results == {"a": "local", "b": "b", "c": "c"}
+
+
+def test_values_past_the_limits_are_typed_errors_and_the_session_goes_on(con):
+    deep = ()
+    for _ in range(300):
+        deep = (deep,)
+    with pytest.raises(pushy.BadArgument, match="nested deeper"):
+        con.eval("len")(deep)
+    # The other way: the sandbox's builtin ValueError, no internal name.
+    with pytest.raises(ValueError, match="nested deeper") as caught:
+        con.eval("(lambda f: f(f, 300))(lambda f, n: (f(f, n - 1),) if n else ())")
+    assert not isinstance(caught.value, pushy.RemoteError)
+    assert con.eval("1 + 1") == 2
+
+
+def test_a_deep_recursion_error_is_reported_promptly(connect):
+    con = connect(timeout=20)
+    con.execute("import sys\nsys.setrecursionlimit(50_000)\ndef down(n):\n    return down(n + 1)\n")
+    started = time.monotonic()
+    with pytest.raises(RecursionError):
+        con.eval("down(0)")
+    assert time.monotonic() - started < 10

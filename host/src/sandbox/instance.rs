@@ -68,9 +68,15 @@ pub(crate) struct HostState {
     /// Whether this call was told its output was cut.
     output_cut_noticed: bool,
     time_limit: Option<Duration>,
+    /// When the running request (the innermost nested one, if any) started.
     call_started: Instant,
-    /// Time of the current call spent waiting on the local side.
+    /// Time of the running request spent waiting on the local side.
     waited: Duration,
+    /// The clocks of the requests the running nested ones are inside,
+    /// innermost last: each request has a time limit of its own, and the
+    /// time a nested request takes is the local side's for the one it is
+    /// inside (it comes from a callback, like the callback's own time).
+    outer_clocks: Vec<(Instant, Duration)>,
     time_limit_hit: bool,
     interrupted: bool,
     /// The local side's stdin ended: further reads are at its end at once.
@@ -238,6 +244,25 @@ impl HostState {
         }
     }
 
+    /// A nested request starts: the waiting so far is the local side's time
+    /// of the request it is inside, whose clock stops until it ends.
+    fn start_nested_clock(&mut self, waiting_since: Instant) {
+        self.waited += waiting_since.elapsed();
+        self.outer_clocks.push((self.call_started, self.waited));
+        self.call_started = Instant::now();
+        self.waited = Duration::ZERO;
+    }
+
+    /// A nested request ended: the request it was inside runs on, the whole
+    /// nested request counted as waiting on the local side.
+    fn end_nested_clock(&mut self) {
+        if let Some((started, waited)) = self.outer_clocks.pop() {
+            let nested = self.call_started.elapsed();
+            self.call_started = started;
+            self.waited = waited + nested;
+        }
+    }
+
     /// Blocks until the local side answers the innermost callback or sends
     /// something the guest must handle first.
     fn wait_inbound(&mut self) -> wasmtime::Result<wit::Inbound> {
@@ -251,11 +276,15 @@ impl HostState {
                 }
                 Some(ClientMessage::Request { id, op }) => {
                     self.nested.push(Nested::Request(id));
-                    break Inbound::Request(op);
+                    self.start_nested_clock(started);
+                    return Ok(bindings::inbound_to_wit(Inbound::Request(op)));
                 }
                 Some(ClientMessage::Release(entries)) => {
                     self.nested.push(Nested::Release);
-                    break Inbound::Request(Op::Release(entries));
+                    self.start_nested_clock(started);
+                    return Ok(bindings::inbound_to_wit(Inbound::Request(Op::Release(
+                        entries,
+                    ))));
                 }
                 Some(ClientMessage::Interrupt) => {
                     self.interrupted = true;
@@ -328,10 +357,11 @@ impl host::Host for HostState {
     fn resume(&mut self, reply: wit::Reply) -> wasmtime::Result<wit::Inbound> {
         match self.nested.pop() {
             Some(Nested::Request(id)) => {
+                self.end_nested_clock();
                 let result = Ok(bindings::reply_from_wit(reply));
                 self.send(ServerMessage::Response { id, result })?;
             }
-            Some(Nested::Release) => {}
+            Some(Nested::Release) => self.end_nested_clock(),
             None => {
                 return Err(wasmtime::format_err!(
                     "guest resumed with no nested request"
@@ -555,6 +585,7 @@ impl Instance {
             time_limit: None,
             call_started: Instant::now(),
             waited: Duration::ZERO,
+            outer_clocks: Vec::new(),
             time_limit_hit: false,
             interrupted: false,
             input_ended: false,
@@ -698,6 +729,7 @@ impl Instance {
         let state = self.store.data_mut();
         state.call_started = Instant::now();
         state.waited = Duration::ZERO;
+        state.outer_clocks.clear();
         state.output_used = 0;
         state.output_cut_noticed = false;
         state.callbacks.clear();

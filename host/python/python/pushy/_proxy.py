@@ -19,6 +19,7 @@ import types
 from typing import Any, Dict, Optional
 
 from . import _core
+from .errors import ConnectionClosed, SessionTerminated
 
 _getattr = _core.attr_get
 _setattr = _core.attr_set
@@ -122,7 +123,12 @@ class Proxy(_core.ProxyBase):
     __reduce__ = __reduce_ex__ = __copy__ = __deepcopy__ = __getstate__ = _not_copyable
 
     def __repr__(self) -> str:
-        return _text(_core.repr_of(self))
+        # A repr that raises gets in the way of debuggers, logs and
+        # tracebacks: a proxy whose session is gone says so instead.
+        try:
+            return _text(_core.repr_of(self))
+        except (ConnectionClosed, SessionTerminated) as error:
+            return f"<pushy proxy: {type(error).__name__}>"
 
     def __str__(self) -> str:
         return _text(_core.str_of(self))
