@@ -495,3 +495,48 @@ async fn message_size_obeyed_and_violated_the_session_goes_on() -> anyhow::Resul
     assert_eq!(n, 42);
     Ok(())
 }
+
+/// A nested call (from a callback) has a time limit of its own, and its
+/// time is the local side's for the call it is inside: two 0.7 s halves of
+/// a call limited to 1 s both finish; a nested call past its own limit ends
+/// the session for both.
+#[test]
+fn time_limit_per_nested_call_obeyed_and_violated() -> anyhow::Result<()> {
+    let mut session = session_config();
+    session.time_limit = Some(Duration::from_secs(1));
+    let con = pushy::blocking::Connection::embedded_with(
+        &common::sandbox(),
+        session,
+        common::quiet_config(),
+    )?;
+    let inner = con.clone();
+    let nested = con.callback(move |args: pushy::CallArgs| -> Result<String, String> {
+        let seconds = args.args[0].extract::<f64>().map_err(|e| e.to_string())?;
+        inner
+            .eval(&format!("__import__('time').sleep({seconds}) or 'nested'"))
+            .map_err(|e| e.to_string())?
+            .extract::<String>()
+            .map_err(|e| e.to_string())
+    });
+    let outer = con.define(
+        "def outer(f, seconds):\n    __import__('time').sleep(0.7)\n    return f(seconds)",
+    )?;
+    let done: String = outer.call(&(&nested, 0.7))?.extract()?;
+    assert_eq!(done, "nested");
+    let started = Instant::now();
+    let err = outer.call(&(&nested, 5.0)).unwrap_err();
+    assert!(
+        matches!(err, Error::TimeLimit { limit_ms: 1000 }),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        con.eval("1").is_err(),
+        "the session ended with the nested call"
+    );
+    Ok(())
+}

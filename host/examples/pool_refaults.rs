@@ -14,7 +14,7 @@
 
 use anyhow::Context;
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, Instance, Module, PoolingAllocationConfig,
+    Config, Enabled, Engine, Instance, InstanceAllocationStrategy, Module, PoolingAllocationConfig,
     Store,
 };
 
