@@ -82,6 +82,7 @@ def load(path: str, rootdir: str, args: tuple, pycache: Optional[str] = None) ->
     sys.stdout, sys.stderr = out, err
     try:
         import pytest  # noqa: F401 - what the user's environment provides
+        _share_failure_sources()
         from _pytest.config import _prepareconfig
         from _pytest.main import Session
 
@@ -108,6 +109,40 @@ def load(path: str, rootdir: str, args: tuple, pycache: Optional[str] = None) ->
     _state.update(config=config, session=session, recorder=recorder, items=items,
                   index={item.nodeid: at for at, item in enumerate(items)})
     return ("tests", tuple(item.nodeid for item in items), out.getvalue(), err.getvalue())
+
+
+def _share_failure_sources() -> None:
+    """Lets every failure of the session share the parsed tree of a source
+    file, as a failure's own entries already do: pytest parses the whole
+    file for each failure it formats (to find the failing statement), which
+    for a large test file in the sandbox's slower interpreter cost most of
+    a second per failure. Keyed by the source text, so nothing changes but
+    the time; left alone if this pytest is not shaped as expected."""
+    try:
+        from _pytest._code import code, source
+    except ImportError:
+        return
+    original = getattr(source, "getstatementrange_ast", None)
+    if original is None or getattr(original, "_pushy_shared", False):
+        return
+    trees: dict[str, Any] = {}
+
+    def getstatementrange_ast(lineno, src, assertion=False, astnode=None):
+        if astnode is None:
+            text = str(src)
+            astnode = trees.get(text)
+            if astnode is None:
+                result = original(lineno, src, assertion, None)
+                if len(trees) >= 32:
+                    trees.clear()
+                trees[text] = result[0]
+                return result
+        return original(lineno, src, assertion, astnode)
+
+    getstatementrange_ast._pushy_shared = True  # type: ignore[attr-defined]
+    source.getstatementrange_ast = getstatementrange_ast
+    if getattr(code, "getstatementrange_ast", None) is original:
+        code.getstatementrange_ast = getstatementrange_ast
 
 
 def _message(report: Any) -> str:
