@@ -137,8 +137,9 @@ class ProtocolError(PushyError):
     """The other side broke the protocol, or speaks another version of it."""
 
 
-class SandboxError(PushyError):
-    """The sandbox could not be set up (e.g. a memory limit too small for it)."""
+class SandboxError(ConnectError):
+    """The sandbox could not be set up (e.g. a memory limit too small for
+    it): no session started, as for every ``ConnectError``."""
 
     session_ended = True
 
