@@ -80,7 +80,22 @@ pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
         let bytecode = if args.no_bytecode_cache || !local_only {
             None
         } else {
-            match bytecode_cache(args.bytecode_cache.clone()) {
+            // What the sessions can read: the cache holds bytecode of those
+            // sources only, so it shows them nothing they could not read.
+            let mut seen: Vec<String> = args
+                .limits
+                .dirs
+                .iter()
+                .map(|m| format!("{}:{}:{}", m.host.display(), m.guest, m.read_only))
+                .chain(
+                    session
+                        .python_path
+                        .entries()
+                        .map(|e| e.display().to_string()),
+                )
+                .collect();
+            seen.sort();
+            match bytecode_cache(args.bytecode_cache.clone(), &seen) {
                 Ok(dir) => dir,
                 Err(error) => return usage(error),
             }
@@ -363,9 +378,15 @@ fn rootdir(paths: &[std::path::PathBuf]) -> std::io::Result<std::path::PathBuf> 
 }
 
 /// The bytecode cache's directory, created if missing: the one given (an
-/// error if unusable), else `bytecode/` in the cache directory (`None`, with
-/// a note in the log, if it cannot be made).
-fn bytecode_cache(given: Option<std::path::PathBuf>) -> Result<Option<std::path::PathBuf>, String> {
+/// error if unusable), else one in `bytecode/` of the cache directory for
+/// what the sessions `see` (their mounts and python path: a cache shared
+/// with other projects would show them those projects' compiled code);
+/// `None`, with a note in the log, if it cannot be made.
+fn bytecode_cache(
+    given: Option<std::path::PathBuf>,
+    see: &[String],
+) -> Result<Option<std::path::PathBuf>, String> {
+    use sha2::Digest;
     let made = |dir: &std::path::Path| {
         std::fs::create_dir_all(dir).and_then(|()| std::fs::canonicalize(dir))
     };
@@ -377,7 +398,10 @@ fn bytecode_cache(given: Option<std::path::PathBuf>) -> Result<Option<std::path:
             )
         });
     }
-    let Some(dir) = pushy::sandbox::cache_dir().map(|dir| dir.join("bytecode")) else {
+    let key = sha2::Sha256::digest(see.join("\n").as_bytes());
+    let Some(dir) =
+        pushy::sandbox::cache_dir().map(|dir| dir.join("bytecode").join(hex::encode(&key[..8])))
+    else {
         return Ok(None);
     };
     match made(&dir) {
