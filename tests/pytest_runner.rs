@@ -323,8 +323,22 @@ fn compiled_modules_are_cached_read_only_and_recompiled_when_edited() {
         .unwrap()
         .replace("return 42", "return 43  # edited");
     std::fs::write(&source, edited).unwrap();
+    let original = std::fs::metadata(&source).unwrap();
     let (summary, context) = run(&["--bytecode-cache", &cache_arg]);
     assert_eq!(summary, "14 passed, 2 failed, 2 skipped", "{context}");
+    // Back to the first version's size and mtime with other content: the
+    // cache must not serve the first version's bytecode (nor the second's).
+    let first = std::fs::read_to_string(Path::new(PROJECT).join("mini/__init__.py")).unwrap();
+    std::fs::write(&source, first.replace("return 42", "return 41")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&source)
+        .unwrap()
+        .set_modified(original.modified().unwrap())
+        .unwrap();
+    let (summary, context) = run(&["--bytecode-cache", &cache_arg]);
+    assert_eq!(summary, "13 passed, 3 failed, 2 skipped", "{context}");
+    assert!(context.contains("assert 41 == 43"), "{context}");
     // Without the cache, nothing is mounted: the cache test fails.
     let (summary, context) = run(&["--no-bytecode-cache", "tests/test_cache.py"]);
     assert_eq!(summary, "0 passed, 1 failed", "{context}");
@@ -349,6 +363,38 @@ fn a_bytecode_cache_a_target_cannot_see_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("--bytecode-cache is for"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_test_out_of_memory_ends_only_itself_and_files_decode_as_python_does() {
+    let venv = venv();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    std::fs::write(root.join("pyproject.toml"), "[tool.pytest.ini_options]\n").unwrap();
+    std::fs::create_dir(root.join("tests")).unwrap();
+    std::fs::write(
+        root.join("tests/test_memory.py"),
+        "def test_exhausts():\n    x = []\n    while True:\n        x.append(bytearray(10**7))\n\n\
+         def test_after_it():\n    assert len(bytearray(50 * 10**6)) == 50 * 10**6\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("tests/test_latin1.py"),
+        b"# -*- coding: latin-1 -*-\ns = '\xff\xfe'\ndef test_decoded():\n    assert s == '\\xff\\xfe'\n",
+    )
+    .unwrap();
+    let out = pushy_test_in(root, Some(venv), &["--memory", "256", "--timeout", "10"]);
+    let context = format!("{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(last_line(&out), "2 passed, 1 failed", "{context}");
+    assert!(context.contains("1 out of memory"), "{context}");
+    // pytest's own stop options would see one test per call: refused.
+    let out = pushy_test_in(root, Some(venv), &["--", "--maxfail=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--fail-fast"),
         "{}",
         text(&out.stderr)
     );

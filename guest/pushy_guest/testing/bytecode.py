@@ -10,8 +10,10 @@ sources into it (`write`). A test session can therefore never put bytecode
 there that another one loads: what is written is compiled from the source
 file itself, by this module.
 
-CPython checks each cached file against its source's mtime and size, and
-pytest's cached rewrites likewise, so an edited source is compiled again.
+Modules are cached as hash-checked files (CPython compares the source's
+hash, so an edit that keeps the size and mtime is still seen); pytest's
+rewrites carry the source's mtime and size, as pytest writes them. A cached
+file that no longer matches its source is reported again and rewritten.
 """
 
 from __future__ import annotations
@@ -39,8 +41,24 @@ def _rewritten_pyc(path: Path) -> Path:
     return get_cache_dir(path) / (path.name[:-3] + PYC_TAIL)
 
 
+def _fresh(origin: str, pyc: Path, rewritten: bool) -> bool:
+    """Whether the cached file is there and matches the source now."""
+    if rewritten:
+        from _pytest.assertion.rewrite import _read_pyc
+        return _read_pyc(Path(origin), pyc, _Quiet.trace) is not None
+    with open(pyc, "rb") as file:
+        header = file.read(16)
+    if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER:
+        return False
+    if not int.from_bytes(header[4:8], "little") & 1:
+        return False  # timestamp-based: written otherwise, rewrite it
+    with open(origin, "rb") as file:
+        return importlib.util.source_hash(file.read()) == header[8:16]
+
+
 def uncached(modules: Iterable[Any]) -> tuple:
-    """``(path, kind)`` of the imported modules compiled from source here."""
+    """``(path, kind)`` of the imported modules compiled from source here:
+    with no cached file, or one that does not match the source."""
     stdlib = _stdlib_dirs()
     found = []
     for module in list(modules):
@@ -54,7 +72,7 @@ def uncached(modules: Iterable[Any]) -> tuple:
         try:
             pyc = _rewritten_pyc(Path(origin)) if rewritten else Path(
                 importlib.util.cache_from_source(origin))
-            if pyc.exists():
+            if pyc.exists() and _fresh(origin, pyc, rewritten):
                 continue
         except Exception:  # noqa: BLE001 - not cacheable: left out
             continue
@@ -98,7 +116,8 @@ def write(entries: Iterable[tuple], pycache: str, rootdir: str) -> int:
             continue
         try:
             if kind == "plain":
-                py_compile.compile(path, doraise=True, quiet=2)
+                py_compile.compile(path, doraise=True, quiet=2,
+                                   invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
             elif kind == "pytest" and rewrite:
                 from _pytest.assertion.rewrite import _rewrite_test, _write_pyc
                 source = Path(path)

@@ -47,6 +47,13 @@ class _Recorder:
     def __init__(self) -> None:
         self.reports: list[Any] = []
         self.collect_errors: list[Any] = []
+        # A MemoryError in the item being run: what it left allocated (its
+        # traceback holds its frames) would fail the tests after it.
+        self.out_of_memory = False
+
+    def pytest_runtest_makereport(self, item: Any, call: Any) -> None:
+        if call.excinfo is not None and call.excinfo.errisinstance(MemoryError):
+            self.out_of_memory = True
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         self.reports.append(report)
@@ -174,6 +181,7 @@ def run(nodeid: str) -> tuple:
     following: Optional[Any] = items[at + 1] if at + 1 < len(items) else None
     recorder = _state["recorder"]
     recorder.reports.clear()
+    recorder.out_of_memory = False
     started = time.monotonic()
     item.config.hook.pytest_runtest_protocol(item=item, nextitem=following)
     reports = [r for r in recorder.reports if r.nodeid == nodeid] or list(recorder.reports)
@@ -201,6 +209,10 @@ def run(nodeid: str) -> tuple:
     if teardown is not None and teardown.failed:
         results.append(_result(f"{nodeid} (teardown)", "error", reports, _message(teardown),
                                teardown.longreprtext))
+    if recorder.out_of_memory:
+        # The host goes on with the file in a fresh session.
+        results = [(r[0], "memory", *r[2:]) if r[1] in ("failed", "error") else r
+                   for r in results]
     return tuple(results)
 
 

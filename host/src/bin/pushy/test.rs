@@ -41,6 +41,19 @@ pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
         None => files,
     };
     let pytest = if has_pytest(&session) {
+        // Each test is its own call: pytest's own stop-after-failures options
+        // would only ever see one test (and run every other).
+        if let Some(stop) = args.pytest_args.iter().find(|arg| {
+            matches!(
+                arg.as_str(),
+                "-x" | "--exitfirst" | "--maxfail" | "--sw" | "--stepwise"
+            ) || arg.starts_with("--maxfail=")
+        }) {
+            return usage(format!(
+                "`{stop}` after `--` cannot work here (each test runs as its own call); \
+                 use --fail-fast to stop at the first failure"
+            ));
+        }
         let rootdir = match project_root(&args.paths) {
             Ok(rootdir) => rootdir,
             Err(error) => return usage(format!("cannot find the project's root: {error}")),
@@ -238,7 +251,7 @@ pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
             outln!("{}", result.message);
         }
         if !result.traceback.is_empty() {
-            out!("{}", result.traceback);
+            outln!("{}", result.traceback.trim_end_matches('\n'));
         }
         if !result.stdout.is_empty() {
             outln!("--- captured stdout ---\n{}", result.stdout.trim_end());

@@ -182,7 +182,13 @@ pub(super) async fn run_file(
         report.ran = false;
         return Ok(());
     }
-    let source = match std::fs::read_to_string(file) {
+    // Under pytest the sandbox reads the file itself (a coding cookie, a
+    // syntax error are pytest's to report); the built-in runner is sent it.
+    let read = match shared.options.pytest {
+        Some(_) => std::fs::File::open(file).map(|_| String::new()),
+        None => std::fs::read_to_string(file),
+    };
+    let source = match read {
         Ok(source) => source,
         Err(e) => {
             report.results.push(file_error(
@@ -300,38 +306,48 @@ pub(super) async fn run_file(
         }
         started = true;
         let before = report.results.len();
-        match session.runner.call_method("run", &(name.as_str(),)).await {
-            Ok(value) => report.results.extend(guest_results(file, name, &value, 1)),
+        let fresh_needed = match session.runner.call_method("run", &(name.as_str(),)).await {
+            Ok(value) => {
+                let results = guest_results(file, name, &value, 1);
+                // A test that ran out of memory leaves it taken: the next
+                // test gets a fresh session, as after a limit.
+                let spent = results
+                    .iter()
+                    .any(|r| matches!(r.outcome, Outcome::OutOfMemory));
+                report.results.extend(results);
+                spent
+            }
             Err(e) if target_gone(&e) => return Err(died(e)),
             Err(e) => {
                 report
                     .results
                     .push(file_error(file, name, fatal_outcome(&e), e.to_string()));
-                if !e.session_survives() {
-                    // The session is gone with the test: the next test gets a
-                    // fresh one with the file loaded again (its fixtures are
-                    // set up again before it runs).
-                    started = false;
-                    if index + 1 == names.len() {
-                        break;
-                    }
-                    match reload(shared, target, &source, file, &module).await {
-                        Ok(fresh) => session = fresh,
-                        Err(e) if target_gone(&e) => return Err(died(e)),
-                        Err(e) => {
-                            // The file's remaining tests cannot run; say why.
-                            report.results.push(file_error(
-                                file,
-                                "<module>",
-                                Outcome::Error,
-                                format!(
-                                    "cannot reload: {e}; {} tests did not run",
-                                    names.len() - index - 1
-                                ),
-                            ));
-                            break;
-                        }
-                    }
+                !e.session_survives()
+            }
+        };
+        if fresh_needed {
+            // The session is gone with the test (or spent): the next test
+            // gets a fresh one with the file loaded again (its fixtures are
+            // set up again before it runs).
+            started = false;
+            if index + 1 == names.len() {
+                break;
+            }
+            match reload(shared, target, &source, file, &module).await {
+                Ok(fresh) => session = fresh,
+                Err(e) if target_gone(&e) => return Err(died(e)),
+                Err(e) => {
+                    // The file's remaining tests cannot run; say why.
+                    report.results.push(file_error(
+                        file,
+                        "<module>",
+                        Outcome::Error,
+                        format!(
+                            "cannot reload: {e}; {} tests did not run",
+                            names.len() - index - 1
+                        ),
+                    ));
+                    break;
                 }
             }
         }
