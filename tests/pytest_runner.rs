@@ -166,6 +166,35 @@ fn k_and_pytest_arguments_after_the_double_dash_select_tests() {
         "{}",
         text(&out.stdout)
     );
+    // pytest's node ids: the file runs, pytest selects in it; one
+    // parametrized case, or the whole function's cases, beside a file.
+    let out = pushy_test(Some(venv), &["tests/test_basics.py::test_parametrized[2]"]);
+    assert_eq!(
+        last_line(&out),
+        "1 passed, 0 failed",
+        "{}",
+        text(&out.stdout)
+    );
+    let out = pushy_test(
+        Some(venv),
+        &[
+            "tests/test_basics.py::test_parametrized",
+            "tests/sub/test_more.py",
+        ],
+    );
+    assert_eq!(
+        last_line(&out),
+        "5 passed, 0 failed",
+        "{}",
+        text(&out.stdout)
+    );
+    let out = pushy_test(None, &["tests/test_basics.py::test_parametrized"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("node ids"),
+        "{}",
+        text(&out.stderr)
+    );
     // An argument pytest refuses is its usage error, as the file's error.
     let out = pushy_test(Some(venv), &[basics, "--", "--no-such-option"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));

@@ -67,8 +67,10 @@ _state: dict[str, Any] = {}
 _started_with: set[str] = set()
 
 
-def load(path: str, rootdir: str, args: tuple, pycache: Optional[str] = None) -> tuple:
+def load(path: Any, rootdir: str, args: tuple, pycache: Optional[str] = None) -> tuple:
     """('tests', node ids, out, err) | ('error', text, out, err).
+
+    ``path``: the file, or a list of what to collect in it (node ids).
 
     ``pycache``: where the run's bytecode cache is mounted (read-only), used
     as ``sys.pycache_prefix``: modules, and test modules as pytest rewrote
@@ -94,7 +96,8 @@ def load(path: str, rootdir: str, args: tuple, pycache: Optional[str] = None) ->
         from _pytest.main import Session
 
         recorder = _Recorder()
-        arguments = [*SANDBOX_ARGS, *args, path]
+        paths = [path] if isinstance(path, str) else list(path)
+        arguments = [*SANDBOX_ARGS, *args, *paths]
         sys.argv = ["pytest", *arguments]  # argparse names itself from argv[0]
         config = _prepareconfig(arguments, plugins=[recorder])
         config._do_configure()

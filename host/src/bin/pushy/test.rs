@@ -28,7 +28,26 @@ pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
         Ok(requested) => requested,
         Err(error) => return usage(error),
     };
-    let files = match discover(&args.paths) {
+    // pytest's node ids (`tests/test_a.py::test_x`): their file runs, and
+    // pytest selects the nodes in it.
+    let mut nodes: std::collections::HashMap<std::path::PathBuf, Vec<String>> =
+        std::collections::HashMap::new();
+    let paths: Vec<std::path::PathBuf> = args
+        .paths
+        .iter()
+        .map(|given| {
+            let text = given.to_string_lossy();
+            match text.split_once("::") {
+                Some((file, node)) => {
+                    let file = std::path::PathBuf::from(file);
+                    nodes.entry(file.clone()).or_default().push(node.to_owned());
+                    file
+                }
+                None => given.clone(),
+            }
+        })
+        .collect();
+    let files = match discover(&paths) {
         Ok(files) => files,
         Err(error) => return usage(format!("cannot read the test paths: {error}")),
     };
@@ -54,7 +73,7 @@ pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
                  use --fail-fast to stop at the first failure"
             ));
         }
-        let rootdir = match project_root(&args.paths) {
+        let rootdir = match project_root(&paths) {
             Ok(rootdir) => rootdir,
             Err(error) => return usage(format!("cannot find the project's root: {error}")),
         };
@@ -124,7 +143,13 @@ pub(crate) async fn test_command(mut args: TestArgs) -> ExitCode {
             rootdir,
             args: pytest_args,
             bytecode,
+            nodes,
         })
+    } else if !nodes.is_empty() {
+        return usage(
+            "node ids (FILE::TEST) are pytest's, which this environment does not have: \
+             activate a virtualenv that has pytest, or give --venv or --path; or use -k",
+        );
     } else if args.bytecode_cache.is_some() {
         return usage(
             "--bytecode-cache is for runs under pytest, which this environment does not have: \

@@ -20,7 +20,10 @@ pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
         }
         let mut pending = vec![path.clone()];
         while let Some(dir) = pending.pop() {
-            for entry in std::fs::read_dir(&dir)? {
+            let named = |e: std::io::Error| {
+                std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))
+            };
+            for entry in std::fs::read_dir(&dir).map_err(named)? {
                 let entry = entry?;
                 let path = entry.path();
                 let name = entry.file_name();

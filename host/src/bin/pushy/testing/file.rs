@@ -88,8 +88,13 @@ async fn load(
     match &shared.options.pytest {
         Some(pytest) => {
             let path = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+            let path = path.display().to_string();
+            let targets: Vec<String> = match pytest.nodes.get(file) {
+                Some(nodes) => nodes.iter().map(|node| format!("{path}::{node}")).collect(),
+                None => vec![path],
+            };
             let args = (
-                path.display().to_string(),
+                targets,
                 pytest.rootdir.display().to_string(),
                 pytest.args.clone(),
                 pytest.bytecode.as_ref().map(|_| super::BYTECODE_MOUNT),

@@ -50,6 +50,9 @@ pub struct PytestRun {
     /// [`BYTECODE_MOUNT`] in every test session (a mount of
     /// [`TestOptions::session`]) and written by a session of its own.
     pub bytecode: Option<PathBuf>,
+    /// The nodes selected in a file (`FILE::NODE` given), by the file as
+    /// given; a file not here runs whole.
+    pub nodes: HashMap<PathBuf, Vec<String>>,
 }
 
 /// Where test sessions see the bytecode cache (`sys.pycache_prefix`).
