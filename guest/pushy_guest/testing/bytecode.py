@@ -46,8 +46,11 @@ def _fresh(origin: str, pyc: Path, rewritten: bool) -> bool:
     if rewritten:
         from _pytest.assertion.rewrite import _read_pyc
         return _read_pyc(Path(origin), pyc, _Quiet.trace) is not None
-    with open(pyc, "rb") as file:
-        header = file.read(16)
+    try:
+        with open(pyc, "rb") as file:
+            header = file.read(16)
+    except OSError:
+        return False
     if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER:
         return False
     if not int.from_bytes(header[4:8], "little") & 1:
@@ -72,7 +75,7 @@ def uncached(modules: Iterable[Any]) -> tuple:
         try:
             pyc = _rewritten_pyc(Path(origin)) if rewritten else Path(
                 importlib.util.cache_from_source(origin))
-            if pyc.exists() and _fresh(origin, pyc, rewritten):
+            if _fresh(origin, pyc, rewritten):
                 continue
         except Exception:  # noqa: BLE001 - not cacheable: left out
             continue

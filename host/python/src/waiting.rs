@@ -228,13 +228,13 @@ impl CallLock {
 
 impl Lent<'_> {
     /// Ends the callback: waits until no other thread holds the lock above
-    /// this frame.
+    /// this frame (its guard keeps the frame on the stack meanwhile), and
+    /// stops lending it in the same hold of the lock, so that no other
+    /// thread can take it in between.
     pub(crate) fn reclaim(self, py: Python<'_>) {
         py.detach(|| {
             let mut frames = self.lock.frames.lock().expect("call lock");
-            while frames.stack.last().is_some_and(|top| {
-                top.id != self.frame && frames.stack.iter().any(|f| f.id == self.frame)
-            }) {
+            while frames.stack.last().is_some_and(|top| top.id != self.frame) {
                 frames = self.lock.changed.wait(frames).expect("call lock");
             }
             if let Some(frame) = frames.frame(self.frame) {
@@ -246,7 +246,8 @@ impl Lent<'_> {
 }
 
 impl Drop for Lent<'_> {
-    /// Only if `reclaim` was not called (a panic): no waiting then.
+    /// Only if `reclaim` was not called (the callback's code panicked): no
+    /// waiting then.
     fn drop(&mut self) {
         let mut frames = self.lock.frames.lock().expect("call lock");
         if let Some(frame) = frames.frame(self.frame) {

@@ -51,8 +51,9 @@ pub(crate) struct Shared {
     pub(super) spin: Duration,
     pub(super) config: ConnectionConfig,
     /// When the host last sent something, or was last sent what it waits
-    /// for; and how many callbacks and stdin reads it waits for now.
-    pub(super) quiet: Mutex<Quiet>,
+    /// for; and how many callbacks and stdin reads it waits for now. Kept
+    /// only for the watchdog ([`ConnectionConfig::unresponsive_after`]).
+    pub(super) quiet: Option<Mutex<Quiet>>,
     /// Changes never; closed when the dispatch task ends, i.e. when the
     /// session's side has gone (see [`Shared::wait_ended`]).
     ended: tokio::sync::watch::Receiver<()>,
@@ -88,6 +89,7 @@ impl Shared {
             OutputMode::Discard => OutputSink::Discard,
         };
         let (ended_tx, ended_rx) = tokio::sync::watch::channel(());
+        let unresponsive_after = config.unresponsive_after();
         let shared = Arc::new(Shared {
             uid: NEXT_CONNECTION_UID.fetch_add(1, Ordering::Relaxed),
             outbound: Mutex::new(Some(outbound)),
@@ -102,9 +104,11 @@ impl Shared {
             output_error: Mutex::new(None),
             spin: crate::transport::spin::budget(crate::transport::spin::DEFAULT_CLIENT_SPIN),
             config,
-            quiet: Mutex::new(Quiet {
-                since: std::time::Instant::now(),
-                local_busy: 0,
+            quiet: unresponsive_after.map(|_| {
+                Mutex::new(Quiet {
+                    since: std::time::Instant::now(),
+                    local_busy: 0,
+                })
             }),
             ended: ended_rx,
         });
@@ -115,7 +119,7 @@ impl Shared {
                 shared.config.gc_interval,
             ));
         }
-        if let Some(after) = shared.config.unresponsive_after() {
+        if let Some(after) = unresponsive_after {
             tokio::spawn(watchdog(Arc::downgrade(&shared), after));
         }
         shared
@@ -124,7 +128,10 @@ impl Shared {
     /// Something came from the host, or went to it that it was waiting for
     /// (`busy` counts what the host now waits for the local side to do).
     fn heard(&self, busy: isize) {
-        let mut quiet = self.quiet.lock().expect("quiet lock");
+        let Some(quiet) = &self.quiet else {
+            return;
+        };
+        let mut quiet = quiet.lock().expect("quiet lock");
         quiet.since = std::time::Instant::now();
         quiet.local_busy = quiet.local_busy.saturating_add_signed(busy);
     }
@@ -462,10 +469,10 @@ async fn watchdog(shared: Weak<Shared>, after: Duration) {
         if shared.closed.lock().expect("closed lock").is_some() {
             return;
         }
-        let silent = {
-            let quiet = shared.quiet.lock().expect("quiet lock");
+        let silent = shared.quiet.as_ref().and_then(|quiet| {
+            let quiet = quiet.lock().expect("quiet lock");
             (quiet.local_busy == 0).then(|| quiet.since.elapsed())
-        };
+        });
         let waiting = !shared.pending.lock().expect("pending lock").is_empty();
         if waiting && silent.is_some_and(|silent| silent > after) {
             tracing::warn!(?after, "the host is unresponsive; closing the connection");

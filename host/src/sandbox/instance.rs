@@ -48,9 +48,19 @@ pub(crate) trait SessionLink: Send {
 }
 
 /// What the trampoline owes a nested request once the guest replies.
-enum Nested {
+enum Owed {
     Request(u64),
     Release,
+}
+
+/// A nested request the guest is handling, and the clock of the request it
+/// is inside: each request has a time limit of its own, and the time a
+/// nested one takes is the local side's for the one it is inside (it comes
+/// from a callback, like the callback's own time).
+struct Nested {
+    owed: Owed,
+    /// `call_started` and `waited` of the request it is inside.
+    outer: (Instant, Duration),
 }
 
 /// Store data of one instance.
@@ -72,11 +82,6 @@ pub(crate) struct HostState {
     call_started: Instant,
     /// Time of the running request spent waiting on the local side.
     waited: Duration,
-    /// The clocks of the requests the running nested ones are inside,
-    /// innermost last: each request has a time limit of its own, and the
-    /// time a nested request takes is the local side's for the one it is
-    /// inside (it comes from a callback, like the callback's own time).
-    outer_clocks: Vec<(Instant, Duration)>,
     time_limit_hit: bool,
     interrupted: bool,
     /// The local side's stdin ended: further reads are at its end at once.
@@ -246,21 +251,27 @@ impl HostState {
 
     /// A nested request starts: the waiting so far is the local side's time
     /// of the request it is inside, whose clock stops until it ends.
-    fn start_nested_clock(&mut self, waiting_since: Instant) {
+    fn start_nested(&mut self, owed: Owed, waiting_since: Instant) {
         self.waited += waiting_since.elapsed();
-        self.outer_clocks.push((self.call_started, self.waited));
+        self.nested.push(Nested {
+            owed,
+            outer: (self.call_started, self.waited),
+        });
         self.call_started = Instant::now();
         self.waited = Duration::ZERO;
     }
 
     /// A nested request ended: the request it was inside runs on, the whole
     /// nested request counted as waiting on the local side.
-    fn end_nested_clock(&mut self) {
-        if let Some((started, waited)) = self.outer_clocks.pop() {
-            let nested = self.call_started.elapsed();
-            self.call_started = started;
-            self.waited = waited + nested;
-        }
+    fn end_nested(&mut self) -> Option<Owed> {
+        let Nested {
+            owed,
+            outer: (started, waited),
+        } = self.nested.pop()?;
+        let nested = self.call_started.elapsed();
+        self.call_started = started;
+        self.waited = waited + nested;
+        Some(owed)
     }
 
     /// Blocks until the local side answers the innermost callback or sends
@@ -275,13 +286,11 @@ impl HostState {
                     ));
                 }
                 Some(ClientMessage::Request { id, op }) => {
-                    self.nested.push(Nested::Request(id));
-                    self.start_nested_clock(started);
+                    self.start_nested(Owed::Request(id), started);
                     return Ok(bindings::inbound_to_wit(Inbound::Request(op)));
                 }
                 Some(ClientMessage::Release(entries)) => {
-                    self.nested.push(Nested::Release);
-                    self.start_nested_clock(started);
+                    self.start_nested(Owed::Release, started);
                     return Ok(bindings::inbound_to_wit(Inbound::Request(Op::Release(
                         entries,
                     ))));
@@ -355,13 +364,12 @@ impl host::Host for HostState {
     }
 
     fn resume(&mut self, reply: wit::Reply) -> wasmtime::Result<wit::Inbound> {
-        match self.nested.pop() {
-            Some(Nested::Request(id)) => {
-                self.end_nested_clock();
+        match self.end_nested() {
+            Some(Owed::Request(id)) => {
                 let result = Ok(bindings::reply_from_wit(reply));
                 self.send(ServerMessage::Response { id, result })?;
             }
-            Some(Nested::Release) => self.end_nested_clock(),
+            Some(Owed::Release) => {}
             None => {
                 return Err(wasmtime::format_err!(
                     "guest resumed with no nested request"
@@ -585,7 +593,6 @@ impl Instance {
             time_limit: None,
             call_started: Instant::now(),
             waited: Duration::ZERO,
-            outer_clocks: Vec::new(),
             time_limit_hit: false,
             interrupted: false,
             input_ended: false,
@@ -697,9 +704,9 @@ impl Instance {
     pub(crate) fn take_nested_requests(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.store.data_mut().nested)
             .into_iter()
-            .filter_map(|nested| match nested {
-                Nested::Request(id) => Some(id),
-                Nested::Release => None,
+            .filter_map(|nested| match nested.owed {
+                Owed::Request(id) => Some(id),
+                Owed::Release => None,
             })
             .collect()
     }
@@ -729,7 +736,6 @@ impl Instance {
         let state = self.store.data_mut();
         state.call_started = Instant::now();
         state.waited = Duration::ZERO;
-        state.outer_clocks.clear();
         state.output_used = 0;
         state.output_cut_noticed = false;
         state.callbacks.clear();

@@ -20,23 +20,25 @@ pub(crate) fn serve_session(instance: &mut Instance) {
                 // are answered now, innermost first: their callers wait too.
                 // A call that ended the instance ended them; guest code that
                 // drove the host's imports itself may have dropped them.
-                let failure = match &result {
-                    Err(failure) => failure.clone(),
-                    Ok(_) => Failure::BadRequest(
-                        "the sandbox's code returned without answering this request \
-                         (made from a callback)"
-                            .into(),
-                    ),
-                };
                 let nested = instance.take_nested_requests();
-                let answered = nested.into_iter().rev().all(|nested| {
-                    instance.link().send(ServerMessage::Response {
-                        id: nested,
-                        result: Err(failure.clone()),
-                    })
-                });
-                if !answered {
-                    break;
+                if !nested.is_empty() {
+                    let failure = match &result {
+                        Err(failure) => failure.clone(),
+                        Ok(_) => Failure::BadRequest(
+                            "the sandbox's code returned without answering this request \
+                             (made from a callback)"
+                                .into(),
+                        ),
+                    };
+                    let answered = nested.into_iter().rev().all(|nested| {
+                        instance.link().send(ServerMessage::Response {
+                            id: nested,
+                            result: Err(failure.clone()),
+                        })
+                    });
+                    if !answered {
+                        break;
+                    }
                 }
                 if !instance.link().send(ServerMessage::Response { id, result }) {
                     break;

@@ -89,19 +89,8 @@ async fn write_all(
     Ok(())
 }
 
-/// The `(path, kind)` pairs of a session's `uncached()` answer.
+/// The `(path, kind)` pairs of a session's `uncached()` answer (none if
+/// it is not that shape).
 pub(super) fn parse(value: &Value) -> Uncached {
-    let Value::Tuple(entries) = value else {
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|entry| match entry {
-            Value::Tuple(pair) => match pair.as_slice() {
-                [Value::Str(path), Value::Str(kind)] => Some((path.clone(), kind.clone())),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
+    value.extract().unwrap_or_default()
 }
