@@ -240,7 +240,8 @@ fn run_connection<S: LinkStream + 'static>(
         max_frame: config.max_frame,
     });
     let session = config.session.tightened(&asked);
-    match start_session(sandbox, &session, Box::new(link)) {
+    let mut permit = Some(permit);
+    match start_session(sandbox, &session, Box::new(link), &mut permit) {
         Ok(mut instance) => {
             tracing::info!(%peer, "session started");
             serve_session(&mut instance);
@@ -285,7 +286,7 @@ pub fn serve_stdio(sandbox: &Sandbox, session: &SessionConfig) -> Result<(), Ser
             let mut link = BlockingLink::new(stdio, LinkLimits::default());
             let asked = link.accept(None)?;
             let session = session.tightened(&asked);
-            let mut instance = start_session(&sandbox, &session, Box::new(link))?;
+            let mut instance = start_session(&sandbox, &session, Box::new(link), &mut None::<()>)?;
             serve_session(&mut instance);
             Ok(())
         })
@@ -296,10 +297,13 @@ pub fn serve_stdio(sandbox: &Sandbox, session: &SessionConfig) -> Result<(), Ser
 
 /// Creates the session's instance after a successful handshake and welcomes
 /// the client, or tells it why no session could be made.
-fn start_session(
+/// A session that cannot start frees its `slot` before it says so: a client
+/// that reconnects at once must find the slot free.
+fn start_session<T>(
     sandbox: &Sandbox,
     session: &SessionConfig,
     link: Box<dyn SessionLink>,
+    slot: &mut Option<T>,
 ) -> Result<Instance, SandboxError> {
     match sandbox.instantiate(session, link) {
         Ok(mut instance) => {
@@ -307,6 +311,7 @@ fn start_session(
             Ok(instance)
         }
         Err(mut failure) => {
+            drop(slot.take());
             failure
                 .link
                 .send(ServerMessage::Refused(failure.error.refusal()));
